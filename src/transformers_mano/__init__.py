@@ -1,0 +1,59 @@
+"""transformers-mano: Multipole Attention Neural Operator (arXiv 2507.02748) as Hugging Face Transformers models.
+
+Importing the package registers the MANO classes with the Auto classes, and marks them for remote-code export so
+that checkpoints saved with `save_pretrained` load with `trust_remote_code=True` where the package is absent.
+"""
+
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForMaskedImageModeling,
+)
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+from .configuration_mano import ManoConfig
+from .modeling_mano import (
+    ManoBackbone,
+    ManoForImageClassification,
+    ManoForMaskedImageModeling,
+    ManoLayer,
+    ManoModel,
+    ManoPreTrainedModel,
+)
+from .multipole import multipole_attention
+
+__version__ = "0.1.0"
+
+# Auto class -> MANO class, in the order `config.auto_map` lists them.
+AUTO_CLASSES = {
+    "AutoModel": ManoModel,
+    "AutoModelForImageClassification": ManoForImageClassification,
+    "AutoModelForMaskedImageModeling": ManoForMaskedImageModeling,
+    "AutoBackbone": ManoBackbone,
+}
+
+
+def _register() -> None:
+    AutoConfig.register(ManoConfig.model_type, ManoConfig, exist_ok=True)
+    for auto_class, model_class in AUTO_CLASSES.items():
+        globals()[auto_class].register(ManoConfig, model_class, exist_ok=True)
+    # SwinV2 checkpoints use ViT's image processor; the PIL backend needs no torchvision.
+    AutoImageProcessor.register(ManoConfig, image_processor_classes={"pil": ViTImageProcessorPil}, exist_ok=True)
+
+
+_register()
+
+__all__ = [
+    "AUTO_CLASSES",
+    "ManoBackbone",
+    "ManoConfig",
+    "ManoForImageClassification",
+    "ManoForMaskedImageModeling",
+    "ManoLayer",
+    "ManoModel",
+    "ManoPreTrainedModel",
+    "multipole_attention",
+]

@@ -1,0 +1,130 @@
+"""MANO configuration: a SwinV2 configuration plus the multipole fields."""
+
+from __future__ import annotations
+
+import difflib
+
+from huggingface_hub.dataclasses import strict
+from transformers import Swinv2Config
+
+from .multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES, coarse_grid_size, plan_num_levels
+
+
+@strict
+class ManoConfig(Swinv2Config):
+    r"""
+    Configuration of a MANO model (Multipole Attention Neural Operator, arXiv 2507.02748) of the SwinV2 family.
+
+    Every `Swinv2Config` argument is accepted with the same meaning, so a SwinV2 configuration is a valid MANO
+    configuration. With no arguments this is mano-tiny: SwinV2-T (embed 96, depths [2, 2, 6, 2], heads
+    [3, 6, 12, 24]) at 256 px with window 8, and levels [3, 2, 1, 1].
+
+    num_levels (`str` or `list[int]`, *optional*, defaults to `"auto"`):
+        Attention levels of every layer in each stage, counted including the full-resolution level (1 is plain
+        SwinV2 window attention). `"auto"` takes, per stage, the largest count whose coarsest grid keeps at
+        least two windows per side at `image_size`. Layers planned with more than one level own a `down`/`up`
+        projector pair and re-plan their level count from the grid they see at run time, so the far field
+        follows the input size; the others stay at one level.
+    sampling_rate (`int`, *optional*, defaults to 2):
+        Coarsening factor r per side between consecutive levels.
+    projector_type (`str`, *optional*, defaults to `"conv"`):
+        `"conv"`: learned r x r strided convolution down and transposed convolution up, without bias.
+        `"pool"`: average pooling down and nearest-neighbour up, without parameters (the paper's ablation).
+    level_weighting (`str`, *optional*, defaults to `"vcycle"`):
+        `"vcycle"` weighs the i-th upsampled coarse contribution (coarsest first) by 1 / (i + 1), as the
+        official physics code does; `"sum"` adds them plainly, as the paper's text writes.
+    projector_init (`str`, *optional*, defaults to `"avg_pool_zero_up"`):
+        `"avg_pool_zero_up"`: `down` averages each r x r patch, `up` is zero, so a model starts as (or, converted,
+        stays exactly) its SwinV2 counterpart and training grows the far field. `"avg_pool_nearest_up"`: `up`
+        copies each coarse token to its children. `"random"`: PyTorch's default initialisation.
+
+    Example:
+
+    ```python
+    >>> from transformers_mano import ManoConfig, ManoModel
+    >>> config = ManoConfig()  # mano-tiny
+    >>> config.resolved_num_levels()
+    [3, 2, 1, 1]
+    >>> model = ManoModel(config)
+    ```"""
+
+    model_type = "mano"
+
+    image_size: int | list[int] | tuple[int, int] = 256
+    window_size: int = 8
+    num_levels: str | list[int] | tuple[int, ...] = "auto"
+    sampling_rate: int = 2
+    projector_type: str = "conv"
+    level_weighting: str = "vcycle"
+    projector_init: str = "avg_pool_zero_up"
+
+    def __post_init__(self, **kwargs):
+        mano_fields = ("num_levels", "sampling_rate", "projector_type", "level_weighting", "projector_init")
+        for key in kwargs:
+            close = difflib.get_close_matches(key, mano_fields, n=1, cutoff=0.8)
+            if close:
+                raise ValueError(f"ManoConfig got an unknown argument {key!r}; did you mean {close[0]!r}?")
+        if isinstance(self.num_levels, tuple):
+            self.num_levels = list(self.num_levels)
+        self._validate_mano_fields()
+        super().__post_init__(**kwargs)
+
+    def _validate_mano_fields(self) -> None:
+        choices = {
+            "projector_type": PROJECTOR_TYPES,
+            "level_weighting": LEVEL_WEIGHTINGS,
+            "projector_init": PROJECTOR_INITS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ManoConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.sampling_rate < 2:
+            raise ValueError(f"ManoConfig.sampling_rate must be an integer >= 2, got {self.sampling_rate!r}")
+        if isinstance(self.num_levels, str):
+            if self.num_levels != "auto":
+                raise ValueError(f"ManoConfig.num_levels must be 'auto' or a list of ints, got {self.num_levels!r}")
+            return
+        if len(self.num_levels) != len(self.depths):
+            raise ValueError(
+                f"ManoConfig.num_levels needs one entry per stage ({len(self.depths)} for depths {list(self.depths)}), "
+                f"got {self.num_levels}"
+            )
+        for stage, (levels, (height, width)) in enumerate(zip(self.num_levels, self.stage_grid_sizes())):
+            if levels < 1:
+                raise ValueError(f"ManoConfig.num_levels[{stage}] must be >= 1, got {levels}")
+            max_levels = plan_num_levels(height, width, 1, self.sampling_rate)
+            if levels > max_levels:
+                raise ValueError(
+                    f"ManoConfig.num_levels[{stage}] = {levels} is too deep for the {height}x{width} token grid of "
+                    f"stage {stage + 1} at image_size {self.image_size}: at most {max_levels} levels with "
+                    f"sampling_rate {self.sampling_rate}"
+                )
+
+    def stage_grid_sizes(self) -> list[tuple[int, int]]:
+        """Token grid (height, width) of each stage at `image_size`, as SwinV2 plans its stages."""
+        image = self.image_size if isinstance(self.image_size, (list, tuple)) else (self.image_size,) * 2
+        patch = self.patch_size if isinstance(self.patch_size, (list, tuple)) else (self.patch_size,) * 2
+        height, width = image[0] // patch[0], image[1] // patch[1]
+        return [(height // 2**stage, width // 2**stage) for stage in range(len(self.depths))]
+
+    def resolved_num_levels(self) -> list[int]:
+        """Levels of each stage at `image_size`: `num_levels` itself, or the automatic rule's choice."""
+        if self.num_levels != "auto":
+            return list(self.num_levels)
+        return [plan_num_levels(h, w, 2 * self.window_size, self.sampling_rate) for h, w in self.stage_grid_sizes()]
+
+    def min_coarse_sides(self) -> list[int]:
+        """Per stage, the smallest side the coarsest grid may have when a layer re-plans for another input size.
+
+        The automatic rule keeps two windows per side; an explicit plan keeps the coarsest side it has at
+        `image_size`, so the planned count is reproduced there and grows with larger inputs.
+        """
+        if self.num_levels == "auto":
+            return [2 * self.window_size] * len(self.depths)
+        return [
+            min(coarse_grid_size(h, w, self.sampling_rate, levels - 1))
+            for levels, (h, w) in zip(self.num_levels, self.stage_grid_sizes())
+        ]
+
+
+__all__ = ["ManoConfig"]

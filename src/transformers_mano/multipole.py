@@ -1,0 +1,252 @@
+"""Multipole attention: the level loop of MANO (arXiv 2507.02748), free of any config object.
+
+The fast multipole method splits an n-body sum into a near field, computed exactly, and a far field,
+computed on coarser and coarser groupings of the bodies. MANO does the same for attention on a grid:
+
+    out = A(x_0) + w_0 * U(A(x_1) + w_1 * U(A(x_2) + ...)),    x_l = D(x_{l-1})
+
+where A is a windowed attention (the near field of one level), D a learned r x r strided projector
+that coarsens the grid by r per side and U its transposed counterpart. One A, one D and one U serve
+every level. Level l holds N / r^(2l) tokens, each attending within a window of M tokens, so the sum
+costs O(N M d): linear in the number N of grid points, with a receptive field that covers the grid.
+
+Everything here works on channel-last grids of shape (B, H, W, C) and on callables, so the SwinV2
+layers and the neural operator share it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LevelWeighting = Literal["vcycle", "sum"]
+ProjectorType = Literal["conv", "pool"]
+ProjectorInit = Literal["avg_pool_zero_up", "avg_pool_nearest_up", "random"]
+
+LEVEL_WEIGHTINGS: tuple[str, ...] = ("vcycle", "sum")
+PROJECTOR_TYPES: tuple[str, ...] = ("conv", "pool")
+PROJECTOR_INITS: tuple[str, ...] = ("avg_pool_zero_up", "avg_pool_nearest_up", "random")
+
+
+def level_weights(num_levels: int, weighting: LevelWeighting = "vcycle") -> list[float]:
+    """Weights `w_i` of the upsampled coarse contributions, coarsest first (`num_levels - 1` of them).
+
+    `"vcycle"` is `w_i = 1 / (i + 1)` as in the official physics code; `"sum"` is the plain sum of the
+    paper's text.
+    """
+    if weighting == "vcycle":
+        return [1.0 / (i + 1) for i in range(num_levels - 1)]
+    if weighting == "sum":
+        return [1.0] * (num_levels - 1)
+    raise ValueError(f"level weighting must be one of {LEVEL_WEIGHTINGS}, got {weighting!r}")
+
+
+def coarse_grid_size(height: int, width: int, sampling_rate: int, steps: int = 1) -> tuple[int, int]:
+    """Grid size after `steps` coarsenings by `sampling_rate` (each pads up to a multiple first)."""
+    for _ in range(steps):
+        height, width = math.ceil(height / sampling_rate), math.ceil(width / sampling_rate)
+    return height, width
+
+
+def plan_num_levels(height: int, width: int, min_coarse_side: int, sampling_rate: int) -> int:
+    """Largest level count (full resolution included) whose coarsest grid keeps `min_coarse_side` tokens per side.
+
+    A grid smaller than `min_coarse_side` gets one level: plain windowed attention.
+    """
+    if min_coarse_side < 1 or sampling_rate < 2:
+        raise ValueError(f"need min_coarse_side >= 1 and sampling_rate >= 2, got {min_coarse_side}, {sampling_rate}")
+    num_levels = 1
+    while True:
+        next_height, next_width = coarse_grid_size(height, width, sampling_rate)
+        if min(next_height, next_width) < min_coarse_side or (next_height, next_width) == (height, width):
+            return num_levels
+        height, width, num_levels = next_height, next_width, num_levels + 1
+
+
+def _pad_to_multiple(grid: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad a (B, H, W, C) grid at the bottom and right so that H and W are multiples of `multiple`."""
+    pad_bottom = -grid.shape[1] % multiple
+    pad_right = -grid.shape[2] % multiple
+    if pad_bottom or pad_right:
+        grid = F.pad(grid, (0, 0, 0, pad_right, 0, pad_bottom))
+    return grid
+
+
+class MultipoleDownsample(nn.Conv2d):
+    """Learned coarsening `D`: an r x r convolution with stride r and no bias, on (B, H, W, C) grids.
+
+    (B, H, W, C) -> (B, ceil(H / r), ceil(W / r), C); the grid is zero-padded to a multiple of r first.
+    """
+
+    def __init__(self, channels: int, sampling_rate: int = 2):
+        super().__init__(channels, channels, kernel_size=sampling_rate, stride=sampling_rate, bias=False)
+        self.sampling_rate = sampling_rate
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        grid = _pad_to_multiple(grid, self.sampling_rate).permute(0, 3, 1, 2)  # B, C, H, W
+        return super().forward(grid).permute(0, 2, 3, 1)  # B, H/r, W/r, C
+
+    def average_pooling_weight(self) -> torch.Tensor:
+        """Identity over channels, `1 / r^2` per tap: the coarse token is the mean of its r x r children."""
+        eye = torch.eye(self.out_channels, device=self.weight.device, dtype=self.weight.dtype)
+        taps = torch.full_like(self.weight[0, 0], 1.0 / self.sampling_rate**2)
+        return eye[:, :, None, None] * taps  # C_out, C_in, r, r
+
+
+class MultipoleUpsample(nn.ConvTranspose2d):
+    """Learned refinement `U`: an r x r transposed convolution with stride r and no bias, on (B, H, W, C) grids.
+
+    (B, h, w, C) -> (B, r * h, r * w, C); the caller crops to the finer grid.
+    """
+
+    def __init__(self, channels: int, sampling_rate: int = 2):
+        super().__init__(channels, channels, kernel_size=sampling_rate, stride=sampling_rate, bias=False)
+        self.sampling_rate = sampling_rate
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        return super().forward(grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # B, r*h, r*w, C
+
+    def nearest_weight(self) -> torch.Tensor:
+        """Identity over channels on every tap: each coarse token is copied to its r x r children."""
+        eye = torch.eye(self.in_channels, device=self.weight.device, dtype=self.weight.dtype)
+        return eye[:, :, None, None] * torch.ones_like(self.weight[0, 0])  # C_in, C_out, r, r
+
+
+class PoolDownsample(nn.Module):
+    """Parameter-free coarsening (the paper's ablation): r x r average pooling on (B, H, W, C) grids."""
+
+    def __init__(self, sampling_rate: int = 2):
+        super().__init__()
+        self.sampling_rate = sampling_rate
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        grid = _pad_to_multiple(grid, self.sampling_rate).permute(0, 3, 1, 2)  # B, C, H, W
+        return F.avg_pool2d(grid, self.sampling_rate).permute(0, 2, 3, 1)  # B, H/r, W/r, C
+
+    def extra_repr(self) -> str:
+        return f"sampling_rate={self.sampling_rate}"
+
+
+class NearestUpsample(nn.Module):
+    """Parameter-free refinement (the paper's ablation): nearest-neighbour upsampling by r on (B, h, w, C) grids."""
+
+    def __init__(self, sampling_rate: int = 2):
+        super().__init__()
+        self.sampling_rate = sampling_rate
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        rate = self.sampling_rate
+        return grid.repeat_interleave(rate, dim=1).repeat_interleave(rate, dim=2)  # B, r*h, r*w, C
+
+    def extra_repr(self) -> str:
+        return f"sampling_rate={self.sampling_rate}"
+
+
+def build_projectors(
+    channels: int, sampling_rate: int = 2, projector_type: ProjectorType = "conv"
+) -> tuple[nn.Module, nn.Module]:
+    """The (down, up) pair of one multipole layer, shared by all its levels."""
+    if projector_type == "conv":
+        return MultipoleDownsample(channels, sampling_rate), MultipoleUpsample(channels, sampling_rate)
+    if projector_type == "pool":
+        return PoolDownsample(sampling_rate), NearestUpsample(sampling_rate)
+    raise ValueError(f"projector type must be one of {PROJECTOR_TYPES}, got {projector_type!r}")
+
+
+def projector_init_weight(projector: nn.Module, projector_init: ProjectorInit) -> torch.Tensor | None:
+    """The initial weight of a learned projector under `projector_init`; None for `"random"` (keep the default).
+
+    `"avg_pool_zero_up"`: `down` averages, `up` is zero, so the layer computes exactly its single-level attention
+    until training moves `up`. `"avg_pool_nearest_up"`: `down` averages, `up` copies each coarse token to its
+    r x r children.
+    """
+    if projector_init not in PROJECTOR_INITS:
+        raise ValueError(f"projector init must be one of {PROJECTOR_INITS}, got {projector_init!r}")
+    if projector_init == "random":
+        return None
+    if isinstance(projector, MultipoleDownsample):
+        return projector.average_pooling_weight()
+    if isinstance(projector, MultipoleUpsample):
+        return torch.zeros_like(projector.weight) if projector_init == "avg_pool_zero_up" else projector.nearest_weight()
+    raise TypeError(f"{type(projector).__name__} has no learned weight to initialise")
+
+
+@torch.no_grad()
+def init_projectors(down: nn.Module, up: nn.Module, projector_init: ProjectorInit) -> None:
+    """Initialise a (down, up) pair in place; parameter-free projectors are left alone."""
+    for projector in (down, up):
+        if isinstance(projector, (MultipoleDownsample, MultipoleUpsample)):
+            weight = projector_init_weight(projector, projector_init)
+            if weight is None:
+                projector.reset_parameters()
+            else:
+                projector.weight.copy_(weight)
+
+
+def multipole_attention(
+    grid: torch.Tensor,
+    attend: Callable[[torch.Tensor, int], torch.Tensor],
+    down: Callable[[torch.Tensor], torch.Tensor] | None,
+    up: Callable[[torch.Tensor], torch.Tensor] | None,
+    num_levels: int,
+    weighting: LevelWeighting = "vcycle",
+) -> torch.Tensor:
+    """One multipole attention: the V-cycle of the paper's Figure 1.
+
+    1. coarsen: `x_l = down(x_{l-1})` for l = 1 .. L-1 (the same `down` at every level);
+    2. attend: `o_l = attend(x_l, l)`, the near field of level l (the same attention at every level);
+    3. upsample and accumulate, coarse to fine: `res = o_l + w_i * up(res)`, cropped to the size of `o_l`.
+
+    Args:
+        grid: (B, H, W, C) tokens at full resolution.
+        attend: maps a (B, h, w, C) grid and its level index to a (B, h, w, C) grid.
+        down, up: the shared projectors; unused (may be None) when `num_levels == 1`.
+        num_levels: L, counted including the full-resolution level. L = 1 is `attend(grid, 0)` exactly.
+        weighting: how coarse contributions are weighted, see `level_weights`.
+
+    Returns:
+        (B, H, W, C), the sum of every level's attention output at full resolution.
+    """
+    grids = [grid]
+    for _ in range(1, num_levels):
+        grids.append(down(grids[-1]))  # B, ceil(h/r), ceil(w/r), C
+    outputs = [attend(level_grid, level) for level, level_grid in enumerate(grids)]
+    return accumulate_levels(outputs, up, weighting)
+
+
+def accumulate_levels(
+    outputs: Sequence[torch.Tensor],
+    up: Callable[[torch.Tensor], torch.Tensor] | None,
+    weighting: LevelWeighting = "vcycle",
+) -> torch.Tensor:
+    """Fold per-level outputs (finest first, each (B, h_l, w_l, C)) into the finest grid, coarse to fine."""
+    weights = level_weights(len(outputs), weighting)
+    result = outputs[-1]
+    for weight, finer in zip(weights, reversed(outputs[:-1])):
+        upsampled = up(result)[:, : finer.shape[1], : finer.shape[2]]  # crop the padding of the coarsening
+        result = finer + weight * upsampled if weight != 1.0 else finer + upsampled
+    return result
+
+
+__all__ = [
+    "LEVEL_WEIGHTINGS",
+    "PROJECTOR_INITS",
+    "PROJECTOR_TYPES",
+    "MultipoleDownsample",
+    "MultipoleUpsample",
+    "NearestUpsample",
+    "PoolDownsample",
+    "accumulate_levels",
+    "build_projectors",
+    "coarse_grid_size",
+    "init_projectors",
+    "level_weights",
+    "multipole_attention",
+    "plan_num_levels",
+    "projector_init_weight",
+]
