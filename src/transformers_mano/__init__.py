@@ -16,6 +16,7 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 
 from .configuration_mano import ManoConfig
 from .modeling_mano import (
+    AUTO_CLASSES,
     ManoBackbone,
     ManoForImageClassification,
     ManoForMaskedImageModeling,
@@ -26,15 +27,6 @@ from .modeling_mano import (
 from .multipole import multipole_attention
 
 __version__ = "0.1.0"
-
-# Auto class -> MANO class, in the order `config.auto_map` lists them.
-AUTO_CLASSES = {
-    "AutoModel": ManoModel,
-    "AutoModelForImageClassification": ManoForImageClassification,
-    "AutoModelForMaskedImageModeling": ManoForMaskedImageModeling,
-    "AutoBackbone": ManoBackbone,
-}
-
 
 def _register() -> None:
     AutoConfig.register(ManoConfig.model_type, ManoConfig, exist_ok=True)

@@ -61,6 +61,8 @@ class ManoConfig(Swinv2Config):
     def __post_init__(self, **kwargs):
         mano_fields = ("num_levels", "sampling_rate", "projector_type", "level_weighting", "projector_init")
         for key in kwargs:
+            if hasattr(type(self), key):  # a property of PreTrainedConfig, such as num_labels
+                continue
             close = difflib.get_close_matches(key, mano_fields, n=1, cutoff=0.8)
             if close:
                 raise ValueError(f"ManoConfig got an unknown argument {key!r}; did you mean {close[0]!r}?")
@@ -126,5 +128,8 @@ class ManoConfig(Swinv2Config):
             for levels, (h, w) in zip(self.num_levels, self.stage_grid_sizes())
         ]
 
+
+# Saving a config marked this way copies this file and its siblings beside config.json (remote code).
+ManoConfig.register_for_auto_class()
 
 __all__ = ["ManoConfig"]

@@ -255,6 +255,16 @@ class ManoPreTrainedModel(Swinv2PreTrainedModel):
     # Trainer scales a loss by the world size for models taking **kwargs, unless told they do not use them.
     accepts_loss_kwargs = False
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, recording every MANO Auto class in `config.auto_map`.
+
+        transformers records only the saved class; listing all of them lets one checkpoint folder, with the modeling
+        files that saving copies beside it, serve `AutoModel`, `AutoModelForImageClassification`, ... through
+        `trust_remote_code=True` where this package is not installed.
+        """
+        self.config.auto_map = dict(AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -319,7 +329,23 @@ class ManoBackbone(ManoPreTrainedModel, Swinv2Backbone):
 
 
 
+# Auto class -> class, as `config.auto_map` names them for remote code (module file, then class name).
+AUTO_CLASSES: dict[str, type[ManoPreTrainedModel]] = {
+    "AutoModel": ManoModel,
+    "AutoModelForImageClassification": ManoForImageClassification,
+    "AutoModelForMaskedImageModeling": ManoForMaskedImageModeling,
+    "AutoBackbone": ManoBackbone,
+}
+AUTO_MAP: dict[str, str] = {"AutoConfig": "configuration_mano.ManoConfig"} | {
+    auto_class: f"modeling_mano.{model_class.__name__}" for auto_class, model_class in AUTO_CLASSES.items()
+}
+# Saving a model marked this way copies this file and its siblings beside the weights.
+for _auto_class, _model_class in AUTO_CLASSES.items():
+    _model_class.register_for_auto_class(_auto_class)
+
 __all__ = [
+    "AUTO_CLASSES",
+    "AUTO_MAP",
     "ManoBackbone",
     "ManoForImageClassification",
     "ManoForMaskedImageModeling",
