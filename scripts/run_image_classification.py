@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Fine-tune MANO (or a SwinV2 baseline) for image classification with Trainer.
+
+    python scripts/run_image_classification.py                    # embedded digits, tiny MANO from scratch, offline
+    python scripts/run_image_classification.py --model_type swinv2           # the same run with SwinV2
+    python scripts/run_image_classification.py --model_name_or_path org/mano-tiny --dataset cifar100 \
+        --train_mode full --output_dir out/ --num_train_epochs 30
+    torchrun --nproc_per_node 2 scripts/run_image_classification.py ...
+
+Arguments: `--help`, or docs/fine_tuning.md. Everything lives in `transformers_mano.training`.
+"""
+
+from transformers_mano.training import main
+
+if __name__ == "__main__":
+    main()

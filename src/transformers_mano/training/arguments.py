@@ -1,0 +1,116 @@
+"""Command-line arguments of `scripts/run_image_classification.py`, as dataclasses for `HfArgumentParser`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .freezing import TRAIN_MODES
+
+MODEL_TYPES = ("mano", "swinv2")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune (a checkpoint) or train from scratch (a model type and config), and which weights train."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Checkpoint to fine-tune: a Hub id or a local folder (MANO or SwinV2). Omit to train from scratch."},
+    )
+    model_type: str = field(
+        default="mano",
+        metadata={"help": f"Architecture trained from scratch when no checkpoint is given: one of {MODEL_TYPES}."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON object of config fields over the from-scratch config, e.g. "
+            '\'{"embed_dim": 48, "depths": [2, 2, 4]}\'. With a checkpoint, only fields that do not change weight '
+            "shapes make sense (e.g. drop_path_rate)."
+        },
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Input size (pixels per side). Defaults to the checkpoint's or the from-scratch config's."},
+    )
+    train_mode: str = field(
+        default="full",
+        metadata={
+            "help": "full: every parameter; linear_probe: the classifier only; projectors: MANO's down/up projectors "
+            "and the classifier (the warm-up after converting SwinV2 weights); projectors_then_full: projectors "
+            "for --projector_warmup_epochs epochs, then every parameter."
+        },
+    )
+    projector_warmup_epochs: float = field(
+        default=1.0, metadata={"help": "Warm-up length of --train_mode projectors_then_full, in epochs."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Start a new classifier when the data set's label count differs from the checkpoint's head."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub downloads."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (defaults to the stored login)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow checkpoint code from the Hub (not needed for MANO with this package)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"--model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
+        if self.train_mode not in TRAIN_MODES:
+            raise ValueError(f"--train_mode must be one of {TRAIN_MODES}, got {self.train_mode!r}")
+
+
+@dataclass
+class DataTrainingArguments:
+    """Which images to train and evaluate on, and how to augment them. With no source, the embedded digits."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "A preset: cifar100, flowers102, food101, stanford_cars, oxford_pets, tiny_imagenet, or digits "
+            "(embedded, offline; the default when no data source is given)."
+        },
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Any other data set: a Hub id or a local path for datasets.load_dataset."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of --dataset_name."})
+    train_dir: str | None = field(default=None, metadata={"help": "Local image folder (one sub-folder per class)."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Local validation image folder."})
+    test_dir: str | None = field(default=None, metadata={"help": "Local test image folder."})
+    image_column_name: str | None = field(default=None, metadata={"help": "Image column (default: preset's or 'image')."})
+    label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: preset's or 'label')."})
+    train_split_name: str = field(default="train", metadata={"help": "Training split of --dataset_name."})
+    validation_split_name: str | None = field(
+        default=None, metadata={"help": "Validation split of --dataset_name; carved from train when absent."}
+    )
+    test_split_name: str | None = field(default=None, metadata={"help": "Test split of --dataset_name, if any."})
+    train_val_split: float = field(
+        default=0.1, metadata={"help": "Fraction of train carved as validation where a data set has no validation split."}
+    )
+    split_seed: int = field(
+        default=0, metadata={"help": "Seed of the carved validation split (kept apart from --seed so the split is fixed)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation and test sets."})
+    crop_scale_min: float = field(
+        default=0.08, metadata={"help": "Smallest area fraction of the random resized crop (upper bound 1)."}
+    )
+    hflip_probability: float = field(default=0.5, metadata={"help": "Probability of a horizontal flip in training."})
+
+
+@dataclass
+class ImageClassificationTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the output guard that transformers 5 dropped (`overwrite_output_dir`)."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Write into a non-empty --output_dir. Without it the script refuses, unless resuming."},
+    )
+
+
+__all__ = ["MODEL_TYPES", "DataTrainingArguments", "ImageClassificationTrainingArguments", "ModelArguments"]

@@ -1,0 +1,246 @@
+"""Image classification data: the paper's benchmark presets, Hub ids, local image folders and the embedded digits.
+
+Every source ends as a `DatasetDict` with `train` and `validation` splits (and `test` where the source has one),
+each holding an `image` column (`datasets.Image`) and a `label` column (`datasets.ClassLabel`), whatever the
+source named them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset
+
+IMAGE_COLUMN = "image"
+LABEL_COLUMN = "label"
+EMBEDDED_DATASET = "digits"
+
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """Where a benchmark lives on the Hub (parquet files) and what its columns and splits are called.
+
+    `validation_split` is None where the data set has none: a validation split is then carved out of `train`
+    (see `carve_validation_split`), and the official evaluation split is kept as `test`.
+    """
+
+    path: str
+    image_column: str
+    label_column: str
+    train_split: str = "train"
+    validation_split: str | None = None
+    test_split: str | None = "test"
+
+
+# The fine-grained benchmarks of the MANO paper (arXiv 2507.02748, section on image classification).
+DATASET_PRESETS: dict[str, DatasetPreset] = {
+    "cifar100": DatasetPreset("uoft-cs/cifar100", "img", "fine_label"),
+    "flowers102": DatasetPreset("dpdl-benchmark/oxford_flowers102", "image", "label", validation_split="validation"),
+    # Food-101's `validation` split is the official 25,250-image test set.
+    "food101": DatasetPreset("ethz/food101", "image", "label", test_split="validation"),
+    "stanford_cars": DatasetPreset("tanganke/stanford_cars", "image", "label"),
+    "oxford_pets": DatasetPreset("timm/oxford-iiit-pet", "image", "label"),
+    # Tiny-ImageNet's labelled `valid` split is the one papers report on; its test labels are not public.
+    "tiny_imagenet": DatasetPreset("zh-plus/tiny-imagenet", "image", "label", test_split="valid"),
+}
+
+
+def resolve_preset(name: str) -> DatasetPreset:
+    """The preset called `name`; an unknown name raises a `ValueError` listing the presets."""
+    if name in DATASET_PRESETS:
+        return DATASET_PRESETS[name]
+    known = sorted([*DATASET_PRESETS, EMBEDDED_DATASET])
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"Unknown --dataset preset {name!r}; known presets: {', '.join(known)}.{hint} "
+        "For another Hub data set pass --dataset_name <id> with --image_column_name/--label_column_name; "
+        "for local folders pass --train_dir (and --validation_dir)."
+    )
+
+
+def load_digits_dataset(image_size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> DatasetDict:
+    """scikit-learn's handwritten digits (1,797 images, 10 classes) as greyscale images of `image_size` pixels.
+
+    The 8x8 scans (values 0..16) are scaled to 0..255 and upsampled bilinearly, so the data set ships with
+    scikit-learn and needs no network. A stratified `test` split of `test_fraction` is carved with `seed`.
+
+    Returns:
+        A `DatasetDict` with `train` (1,437 images) and `test` (360 images), columns `image` (mode "L") and `label`.
+    """
+    from PIL import Image as PILImage
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    scans = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype(np.uint8)  # N, 8, 8
+    images = [
+        PILImage.fromarray(scan, mode="L").resize((image_size, image_size), PILImage.Resampling.BILINEAR)
+        for scan in scans
+    ]
+    features = Features(
+        {IMAGE_COLUMN: Image(), LABEL_COLUMN: ClassLabel(names=[str(d) for d in digits.target_names])}
+    )
+    dataset = Dataset.from_dict({IMAGE_COLUMN: images, LABEL_COLUMN: digits.target.tolist()}, features=features)
+    splits = dataset.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column=LABEL_COLUMN)
+    return DatasetDict(train=splits["train"], test=splits["test"])
+
+
+def carve_validation_split(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Split `fraction` of `train` off as a validation set, stratified by label where every class allows it.
+
+    Deterministic for a given `seed` (independent of the training seed, so changing `--seed` keeps the split).
+
+    Returns:
+        (train, validation).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--train_val_split must be in (0, 1) to carve a validation split, got {fraction}")
+    try:
+        splits = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column=LABEL_COLUMN)
+    except ValueError:  # a class with a single example cannot be stratified
+        splits = train.train_test_split(test_size=fraction, seed=seed)
+    return splits["train"], splits["test"]
+
+
+def _check_columns(raw: DatasetDict, image_column: str, label_column: str, source: str) -> None:
+    for split, dataset in raw.items():
+        missing = [column for column in (image_column, label_column) if column not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"Split {split!r} of {source} has no column {', '.join(map(repr, missing))}; its columns are "
+                f"{dataset.column_names}. Pass --image_column_name and --label_column_name."
+            )
+
+
+def _standardize(raw: DatasetDict, image_column: str, label_column: str) -> DatasetDict:
+    """Keep only the image and label columns, renamed to `image`/`label`, with a `ClassLabel` label feature."""
+    out = DatasetDict()
+    for split, dataset in raw.items():
+        dataset = dataset.select_columns([image_column, label_column])
+        renames = {old: new for old, new in ((image_column, IMAGE_COLUMN), (label_column, LABEL_COLUMN)) if old != new}
+        out[split] = dataset.rename_columns(renames) if renames else dataset
+    first = next(iter(out.values()))
+    if not isinstance(first.features[LABEL_COLUMN], ClassLabel):
+        # Strings or integers without names: one class per distinct value, in sorted order, shared by all splits.
+        values = sorted({value for dataset in out.values() for value in dataset.unique(LABEL_COLUMN)})
+        names = [str(value) for value in values]
+        label_feature = ClassLabel(names=names)
+        index = {value: i for i, value in enumerate(values)}
+        for split in out:
+            out[split] = out[split].map(
+                lambda batch: {LABEL_COLUMN: [index[value] for value in batch[LABEL_COLUMN]]}, batched=True
+            )
+            out[split] = out[split].cast_column(LABEL_COLUMN, label_feature)
+    names = first.features[LABEL_COLUMN].names if isinstance(first.features[LABEL_COLUMN], ClassLabel) else None
+    for split, dataset in out.items():
+        if isinstance(dataset.features[LABEL_COLUMN], ClassLabel) and names is not None:
+            if dataset.features[LABEL_COLUMN].names != names:
+                raise ValueError(
+                    f"Split {split!r} has labels {dataset.features[LABEL_COLUMN].names}, which differ from the "
+                    f"first split's {names}; every split must share one label set."
+                )
+    if not isinstance(out[next(iter(out))].features[IMAGE_COLUMN], Image):
+        out = DatasetDict({split: dataset.cast_column(IMAGE_COLUMN, Image()) for split, dataset in out.items()})
+    return out
+
+
+def load_image_classification_splits(
+    dataset: str | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_dir: str | None = None,
+    validation_dir: str | None = None,
+    test_dir: str | None = None,
+    image_column_name: str | None = None,
+    label_column_name: str | None = None,
+    train_split_name: str = "train",
+    validation_split_name: str | None = None,
+    test_split_name: str | None = None,
+    train_val_split: float = 0.1,
+    split_seed: int = 0,
+    embedded_image_size: int = 32,
+    cache_dir: str | None = None,
+    token: str | bool | None = None,
+) -> DatasetDict:
+    """Load one image classification source as `train`/`validation`(/`test`) splits with `image`/`label` columns.
+
+    Exactly one source is used: a `dataset` preset (one of `DATASET_PRESETS`, or "digits"), a `dataset_name`
+    (a Hub id or a local path `datasets.load_dataset` reads), or local `imagefolder` directories (`train_dir`,
+    optionally `validation_dir`/`test_dir`; one sub-folder per class). With none, the embedded digits are used.
+    A missing validation split is carved from `train` (`train_val_split`, `split_seed`).
+    """
+    sources = [name for name, value in (("--dataset", dataset), ("--dataset_name", dataset_name), ("--train_dir", train_dir)) if value]
+    if len(sources) > 1:
+        raise ValueError(f"Give one data source, got {' and '.join(sources)}")
+    if (validation_dir or test_dir) and not train_dir:
+        raise ValueError("--validation_dir/--test_dir need --train_dir")
+    if not sources:
+        dataset = EMBEDDED_DATASET
+
+    validation_split = validation_split_name
+    test_split = test_split_name
+    if dataset == EMBEDDED_DATASET:
+        raw = load_digits_dataset(image_size=embedded_image_size)
+        source, image_column, label_column = "the embedded digits", IMAGE_COLUMN, LABEL_COLUMN
+        train_split, test_split = "train", "test"
+    elif dataset is not None:
+        preset = resolve_preset(dataset)
+        image_column = image_column_name or preset.image_column
+        label_column = label_column_name or preset.label_column
+        train_split, validation_split, test_split = preset.train_split, preset.validation_split, preset.test_split
+        source = f"preset {dataset!r} ({preset.path})"
+        raw = load_dataset(preset.path, cache_dir=cache_dir, token=token)
+    elif dataset_name is not None:
+        image_column = image_column_name or IMAGE_COLUMN
+        label_column = label_column_name or LABEL_COLUMN
+        train_split = train_split_name
+        source = f"data set {dataset_name!r}"
+        raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, token=token)
+    else:
+        data_files = {"train": os.path.join(train_dir, "**")}
+        if validation_dir:
+            data_files["validation"] = os.path.join(validation_dir, "**")
+        if test_dir:
+            data_files["test"] = os.path.join(test_dir, "**")
+        for folder in filter(None, (train_dir, validation_dir, test_dir)):
+            if not os.path.isdir(folder):
+                raise ValueError(f"Image folder {folder!r} does not exist")
+        raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+        image_column, label_column = image_column_name or IMAGE_COLUMN, label_column_name or LABEL_COLUMN
+        train_split = "train"
+        validation_split = "validation" if validation_dir else None
+        test_split = "test" if test_dir else None
+        source = f"image folder {train_dir!r}"
+
+    for role, split in (("train", train_split), ("validation", validation_split), ("test", test_split)):
+        if split is not None and split not in raw:
+            raise ValueError(f"{source} has no {role} split {split!r}; its splits are {list(raw)}")
+    wanted = {"train": train_split, "validation": validation_split, "test": test_split}
+    raw = DatasetDict({role: raw[split] for role, split in wanted.items() if split is not None})
+    _check_columns(raw, image_column, label_column, source)
+    splits = _standardize(raw, image_column, label_column)
+    if "validation" not in splits:
+        splits["train"], splits["validation"] = carve_validation_split(splits["train"], train_val_split, split_seed)
+    return DatasetDict({role: splits[role] for role in ("train", "validation", "test") if role in splits})
+
+
+def label_names(splits: DatasetDict) -> list[str]:
+    """The class names, in label-id order."""
+    return list(splits["train"].features[LABEL_COLUMN].names)
+
+
+__all__ = [
+    "DATASET_PRESETS",
+    "EMBEDDED_DATASET",
+    "IMAGE_COLUMN",
+    "LABEL_COLUMN",
+    "DatasetPreset",
+    "carve_validation_split",
+    "label_names",
+    "load_digits_dataset",
+    "load_image_classification_splits",
+    "resolve_preset",
+]

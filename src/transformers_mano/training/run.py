@@ -1,0 +1,399 @@
+"""Fine-tune (or train from scratch) a MANO or SwinV2 image classifier with `Trainer`.
+
+`main()` is what `scripts/run_image_classification.py` runs. The steps, each a function here so tests can call
+them: parse the arguments with the recipe defaults, refuse to write over an existing output folder, load the
+data splits, build the model and image processor (from a checkpoint or a from-scratch config), freeze per the
+training mode, train, evaluate, test, and write the metrics and model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+
+import datasets
+import transformers
+from datasets import DatasetDict
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    HfArgumentParser,
+    PreTrainedModel,
+    Swinv2Config,
+    Swinv2ForImageClassification,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..configuration_mano import ManoConfig
+from ..modeling_mano import ManoForImageClassification
+from .arguments import DataTrainingArguments, ImageClassificationTrainingArguments, ModelArguments
+from .data import EMBEDDED_DATASET, label_names, load_image_classification_splits
+from .evaluation import build_compute_metrics
+from .freezing import ProjectorWarmupCallback, apply_train_mode
+from .transforms import ImageClassificationTransform, add_sample_index, collate_image_classification
+
+logger = logging.getLogger("transformers_mano.training")
+
+# The from-scratch model: small enough to train on two CPU cores in minutes, on images of 32 pixels. Stage 1 sees
+# a 16x16 token grid, so with window 4 MANO plans two levels there (the automatic rule keeps two windows a side).
+SCRATCH_CONFIG = {
+    "image_size": 32,
+    "patch_size": 2,
+    "window_size": 4,
+    "embed_dim": 32,
+    "depths": [2, 2],
+    "num_heads": [2, 4],
+    "drop_path_rate": 0.1,
+}
+
+# Arguments every run starts from; anything on the command line overrides them (the last occurrence wins).
+BASE_ARGS = [
+    "--do_train", "true", "--do_eval", "true", "--do_predict", "true",
+    "--eval_strategy", "epoch", "--save_strategy", "epoch", "--save_total_limit", "2",
+    "--logging_steps", "10", "--remove_unused_columns", "false", "--report_to", "none",
+]  # fmt: skip
+
+# The embedded default's recipe (a tiny model from scratch on the digits), tuned to finish in minutes on 2 CPU cores.
+DIGITS_RECIPE_ARGS = [
+    "--num_train_epochs", "15", "--learning_rate", "2e-3", "--weight_decay", "0.05",
+    "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
+    "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128",
+    "--crop_scale_min", "0.6", "--hflip_probability", "0", "--seed", "42",
+]  # fmt: skip
+
+ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, ImageClassificationTrainingArguments)
+
+
+def default_output_dir(model_args: ModelArguments, data_args: DataTrainingArguments) -> str:
+    """`outputs/<model>-<data>`, e.g. `outputs/mano-digits` for the embedded default."""
+    if model_args.model_name_or_path:
+        model = os.path.basename(os.path.normpath(model_args.model_name_or_path))
+    else:
+        model = model_args.model_type
+    data = (
+        data_args.dataset
+        or (data_args.dataset_name and os.path.basename(os.path.normpath(data_args.dataset_name)))
+        or (data_args.train_dir and os.path.basename(os.path.normpath(data_args.train_dir)))
+        or EMBEDDED_DATASET
+    )
+    return os.path.join("outputs", f"{model}-{data}")
+
+
+def uses_embedded_recipe(model_args: ModelArguments, data_args: DataTrainingArguments) -> bool:
+    """Whether the run trains from scratch on the embedded digits (so the digits recipe applies)."""
+    no_source = not (data_args.dataset_name or data_args.train_dir)
+    return model_args.model_name_or_path is None and no_source and data_args.dataset in (None, EMBEDDED_DATASET)
+
+
+def parse_arguments(
+    argv: Sequence[str] | None = None,
+) -> tuple[ModelArguments, DataTrainingArguments, ImageClassificationTrainingArguments]:
+    """Parse `argv` (default `sys.argv[1:]`, or one `.json` file) over `BASE_ARGS` and, for the embedded default,
+    `DIGITS_RECIPE_ARGS`; every explicit argument wins over those defaults."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    # First pass: learn the model and data source, which decide the defaults.
+    model_args, data_args, _ = parser.parse_args_into_dataclasses(args=[*BASE_ARGS, "--output_dir", "unused", *argv])
+    defaults = [*BASE_ARGS, "--output_dir", default_output_dir(model_args, data_args)]
+    if uses_embedded_recipe(model_args, data_args):
+        defaults += DIGITS_RECIPE_ARGS
+    return parser.parse_args_into_dataclasses(args=[*defaults, *argv])
+
+
+def resolve_checkpoint(training_args: ImageClassificationTrainingArguments) -> str | None:
+    """The checkpoint to resume from: a path, or the output folder's last one for `--resume_from_checkpoint last`."""
+    resume = training_args.resume_from_checkpoint
+    if resume is None:
+        return None
+    if resume.lower() in ("last", "true"):
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint-* folder in {training_args.output_dir}")
+        return last
+    if not os.path.isdir(resume):
+        raise ValueError(f"--resume_from_checkpoint {resume!r} is not a folder")
+    return resume
+
+
+def check_output_dir(training_args: ImageClassificationTrainingArguments) -> None:
+    """Refuse to train into a non-empty output folder unless resuming or `--overwrite_output_dir` is given."""
+    out = training_args.output_dir
+    if not training_args.do_train or training_args.overwrite_output_dir or training_args.resume_from_checkpoint:
+        return
+    if os.path.isdir(out) and os.listdir(out):
+        raise FileExistsError(
+            f"Output folder {out!r} exists and is not empty. Pass --overwrite_output_dir to train into it anyway, "
+            "--resume_from_checkpoint last to continue its last checkpoint, or another --output_dir."
+        )
+
+
+def _config_overrides(model_args: ModelArguments) -> dict:
+    if not model_args.config_overrides:
+        return {}
+    try:
+        overrides = json.loads(model_args.config_overrides)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--config_overrides must be a JSON object, got {model_args.config_overrides!r}: {error}")
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--config_overrides must be a JSON object, got {model_args.config_overrides!r}")
+    return overrides
+
+
+def processor_size(image_processor) -> tuple[int, int]:
+    """(height, width) the image processor produces."""
+    size = getattr(image_processor, "crop_size", None) or image_processor.size
+    size = dict(size)
+    if "height" in size and "width" in size:
+        return size["height"], size["width"]
+    if "shortest_edge" in size:
+        return size["shortest_edge"], size["shortest_edge"]
+    raise ValueError(f"Cannot read an output size from the image processor's size {size}")
+
+
+def build_model_and_processor(
+    model_args: ModelArguments, labels: list[str]
+) -> tuple[PreTrainedModel, ViTImageProcessorPil]:
+    """The classifier and its image processor: loaded from `model_name_or_path`, or built from `SCRATCH_CONFIG`.
+
+    Raises:
+        ValueError: when the checkpoint's classifier has another label count than the data set and
+            `ignore_mismatched_sizes` is not set.
+    """
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    overrides = _config_overrides(model_args)
+    hub_kwargs = {
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision,
+        "token": model_args.token,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+    if model_args.model_name_or_path is None:
+        config_class, model_class = {
+            "mano": (ManoConfig, ManoForImageClassification),
+            "swinv2": (Swinv2Config, Swinv2ForImageClassification),
+        }[model_args.model_type]
+        fields = {**SCRATCH_CONFIG, **overrides}
+        if model_args.image_size is not None:
+            fields["image_size"] = model_args.image_size
+        config = config_class(**fields, num_labels=len(labels), id2label=id2label, label2id=label2id)
+        model = model_class(config)
+        size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+        image_processor = ViTImageProcessorPil(
+            size={"height": size, "width": size}, image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD
+        )
+    else:
+        path = model_args.model_name_or_path
+        source_config = AutoConfig.from_pretrained(path, **hub_kwargs)
+        has_head = any(name.endswith("ForImageClassification") for name in source_config.architectures or [])
+        if has_head and source_config.num_labels != len(labels) and not model_args.ignore_mismatched_sizes:
+            raise ValueError(
+                f"The checkpoint {path!r} has a classifier for {source_config.num_labels} labels, the data set has "
+                f"{len(labels)}. Pass --ignore_mismatched_sizes to replace the classifier with a new one."
+            )
+        config = AutoConfig.from_pretrained(
+            path, num_labels=len(labels), id2label=id2label, label2id=label2id, **overrides, **hub_kwargs
+        )
+        model = AutoModelForImageClassification.from_pretrained(
+            path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
+        )
+        try:
+            image_processor = AutoImageProcessor.from_pretrained(path, **hub_kwargs)
+        except (OSError, ValueError):
+            size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+            logger.warning(f"{path!r} has no image processor; using a {size}px resize with ImageNet statistics")
+            image_processor = ViTImageProcessorPil(
+                size={"height": size, "width": size}, image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD
+            )
+        if model_args.image_size is not None:
+            image_processor.size = {"height": model_args.image_size, "width": model_args.image_size}
+    # Swinv2ForImageClassification.forward takes **kwargs, so Trainer would pass num_items_in_batch and scale the
+    # (already averaged) loss by the world size under DDP; MANO classes set this on the class already.
+    model.accepts_loss_kwargs = False
+    return model, image_processor
+
+
+def prepare_datasets(
+    splits: DatasetDict,
+    image_processor: ViTImageProcessorPil,
+    data_args: DataTrainingArguments,
+    seed: int,
+) -> tuple[DatasetDict, ImageClassificationTransform]:
+    """Truncate per `max_*_samples` and attach the train/eval transforms; returns the training transform too."""
+    size = processor_size(image_processor)
+    mean, std = image_processor.image_mean, image_processor.image_std
+    train_transform = ImageClassificationTransform(
+        size, mean, std, train=True, seed=seed, scale=(data_args.crop_scale_min, 1.0),
+        hflip_probability=data_args.hflip_probability,
+    )  # fmt: skip
+    eval_transform = ImageClassificationTransform(size, mean, std, train=False)
+    out = DatasetDict()
+    for split, dataset in splits.items():
+        limit = data_args.max_train_samples if split == "train" else data_args.max_eval_samples
+        if limit is not None:
+            dataset = dataset.select(range(min(limit, len(dataset))))
+        if split == "train":
+            out[split] = add_sample_index(dataset).with_transform(train_transform)
+        else:
+            out[split] = dataset.with_transform(eval_transform)
+    return out, train_transform
+
+
+class AugmentationEpochCallback(TrainerCallback):
+    """Tell the training transform which epoch runs, so each epoch draws new (but reproducible) augmentations."""
+
+    def __init__(self, transform: ImageClassificationTransform) -> None:
+        self.transform = transform
+
+    def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self.transform.set_epoch(math.floor((state.epoch or 0.0) + 1e-6))
+
+
+def format_metrics_table(results: dict[str, dict[str, float]]) -> str:
+    """A table with one row per split and one column per metric (accuracy, top-5, loss), for the final summary."""
+    columns = ["accuracy", "top5_accuracy", "loss"]
+    rows = []
+    for split, metrics in results.items():
+        values = [metrics.get(f"{split}_{column}") for column in columns]
+        rows.append([split] + ["-" if value is None else f"{value:.4f}" for value in values])
+    header = ["split", *columns]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+    rule = "-" * len(lines[0])
+    return "\n".join([rule, lines[0], rule, *lines[1:], rule])
+
+
+def run_image_classification(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: ImageClassificationTrainingArguments,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, dict[str, float]]:
+    """Train, evaluate and test as the arguments say; returns the metrics per split (`train`, `eval`, `test`)."""
+    check_output_dir(training_args)
+    checkpoint = resolve_checkpoint(training_args) if training_args.do_train else None
+
+    splits = load_image_classification_splits(
+        dataset=data_args.dataset,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        train_dir=data_args.train_dir,
+        validation_dir=data_args.validation_dir,
+        test_dir=data_args.test_dir,
+        image_column_name=data_args.image_column_name,
+        label_column_name=data_args.label_column_name,
+        train_split_name=data_args.train_split_name,
+        validation_split_name=data_args.validation_split_name,
+        test_split_name=data_args.test_split_name,
+        train_val_split=data_args.train_val_split,
+        split_seed=data_args.split_seed,
+        cache_dir=model_args.cache_dir,
+        token=model_args.token,
+    )
+    labels = label_names(splits)
+    logger.info(f"Data: {', '.join(f'{split} {len(ds)}' for split, ds in splits.items())} images, {len(labels)} classes")
+
+    transformers.set_seed(training_args.seed)  # the from-scratch weights depend on it
+    model, image_processor = build_model_and_processor(model_args, labels)
+    trainable = apply_train_mode(model, model_args.train_mode)
+    total = sum(p.numel() for p in model.parameters())
+    trained = sum(p.numel() for name, p in model.named_parameters() if name in trainable)
+    logger.info(f"{type(model).__name__}: {total:,} parameters, {trained:,} trained ({model_args.train_mode})")
+
+    datasets_ready, train_transform = prepare_datasets(splits, image_processor, data_args, training_args.seed)
+    all_callbacks = [AugmentationEpochCallback(train_transform), *callbacks]
+    if model_args.train_mode == "projectors_then_full":
+        all_callbacks.append(ProjectorWarmupCallback(model, model_args.projector_warmup_epochs))
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=datasets_ready["train"] if training_args.do_train else None,
+        eval_dataset=datasets_ready["validation"] if training_args.do_eval else None,
+        data_collator=collate_image_classification,
+        compute_metrics=build_compute_metrics(),
+        processing_class=image_processor,
+        callbacks=all_callbacks,
+    )
+
+    results: dict[str, dict[str, float]] = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        results["train"] = train_result.metrics
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results["eval"] = metrics
+    if training_args.do_predict and "test" in datasets_ready:
+        metrics = trainer.predict(datasets_ready["test"], metric_key_prefix="test").metrics
+        trainer.log_metrics("test", metrics)
+        trainer.save_metrics("test", metrics)
+        results["test"] = metrics
+
+    if trainer.is_world_process_zero():
+        evaluated = {split: metrics for split, metrics in results.items() if split != "train"}
+        if evaluated:
+            print(f"***** final metrics ({training_args.output_dir}) *****")
+            print(format_metrics_table(evaluated))
+    card = {"finetuned_from": model_args.model_name_or_path, "tasks": "image-classification"}
+    card["dataset"] = data_args.dataset or data_args.dataset_name or data_args.train_dir or EMBEDDED_DATASET
+    if training_args.push_to_hub:
+        trainer.push_to_hub(**card)
+    elif training_args.do_train:
+        trainer.create_model_card(**card)
+    return results
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    """Our messages at INFO on the main process; transformers and datasets at their own (or --log_level) level."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    logger.setLevel(logging.INFO if training_args.should_log else level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Parse the command line and run; see `scripts/run_image_classification.py --help`."""
+    model_args, data_args, training_args = parse_arguments(argv)
+    setup_logging(training_args)
+    return run_image_classification(model_args, data_args, training_args)
+
+
+__all__ = [
+    "BASE_ARGS",
+    "DIGITS_RECIPE_ARGS",
+    "SCRATCH_CONFIG",
+    "AugmentationEpochCallback",
+    "build_model_and_processor",
+    "check_output_dir",
+    "default_output_dir",
+    "format_metrics_table",
+    "main",
+    "parse_arguments",
+    "prepare_datasets",
+    "run_image_classification",
+]

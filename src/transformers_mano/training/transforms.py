@@ -1,0 +1,191 @@
+"""Image transforms for classification, written with PIL, numpy and torch (the project must not need torchvision).
+
+Training: random resized crop, horizontal flip, normalise. Evaluation: resize the shorter side, centre crop,
+normalise. Random draws come from a generator seeded by (seed, epoch, sample index), so an example is augmented the
+same way whatever the process count, the dataloader workers, or whether the run was resumed from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import IMAGE_COLUMN, LABEL_COLUMN
+
+SAMPLE_INDEX_COLUMN = "sample_index"
+
+# Modes whose pixels are not 8-bit: converting them to RGB would clip or rescale silently.
+_UNSUPPORTED_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def to_rgb(image: Image.Image | np.ndarray) -> Image.Image:
+    """An RGB PIL image from any 8-bit PIL image or (H, W) / (H, W, C) uint8 array.
+
+    Greyscale and palette images are replicated to three channels; images with transparency (RGBA, LA, PA, P with
+    a transparent colour) are composited over white, so transparent pixels do not turn into arbitrary colours.
+
+    Raises:
+        ValueError: for 16-bit or floating-point images, which need an explicit conversion to 8 bits.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"Image arrays must be uint8, got {image.dtype}; convert them to 8-bit images first")
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"Expected a PIL image or a uint8 array, got {type(image).__name__}")
+    if image.mode == "RGB":
+        return image
+    if image.mode in _UNSUPPORTED_MODES:
+        raise ValueError(
+            f"Image mode {image.mode!r} (16-bit or floating point) is not supported; convert the images to 8-bit "
+            "greyscale or RGB first"
+        )
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def random_resized_crop_box(
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """A (left, top, right, bottom) crop covering a random fraction `scale` of the area with aspect in `ratio`.
+
+    The aspect ratio is drawn log-uniformly. After `attempts` draws that do not fit, falls back to the largest
+    centred crop whose aspect ratio lies within `ratio`.
+    """
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        crop_w = int(round(math.sqrt(target_area * aspect)))
+        crop_h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            left = int(rng.integers(0, width - crop_w + 1))
+            top = int(rng.integers(0, height - crop_h + 1))
+            return left, top, left + crop_w, top + crop_h
+    aspect = width / height
+    if aspect < ratio[0]:
+        crop_w, crop_h = width, int(round(width / ratio[0]))
+    elif aspect > ratio[1]:
+        crop_w, crop_h = int(round(height * ratio[1])), height
+    else:
+        crop_w, crop_h = width, height
+    left, top = (width - crop_w) // 2, (height - crop_h) // 2
+    return left, top, left + crop_w, top + crop_h
+
+
+def resize_center_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize so the image covers `size` (height, width) with its aspect kept, then crop the centre."""
+    target_h, target_w = size
+    scale = max(target_h / image.height, target_w / image.width)
+    new_w, new_h = max(target_w, round(image.width * scale)), max(target_h, round(image.height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - target_w) // 2, (new_h - target_h) // 2
+    return image.crop((left, top, left + target_w, top + target_h))
+
+
+def normalize(image: Image.Image, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(H, W) RGB PIL image -> (3, H, W) float tensor, scaled to [0, 1] then standardised per channel."""
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)  # H, W, 3
+    return (pixels.permute(2, 0, 1) - mean[:, None, None]) / std[:, None, None]
+
+
+class ImageClassificationTransform:
+    """Batch transform for `datasets.Dataset.with_transform`: images to `pixel_values`, labels passed through.
+
+    Args:
+        size: (height, width) the model expects.
+        mean, std: per-channel normalisation (from the image processor).
+        train: random resized crop and horizontal flip when True; resize and centre crop when False.
+        seed: base seed of the per-example random draws (training only).
+        scale, ratio: random resized crop ranges (fraction of the area, aspect ratio).
+        hflip_probability: probability of a horizontal flip.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        mean: list[float] | tuple[float, ...],
+        std: list[float] | tuple[float, ...],
+        train: bool,
+        seed: int = 0,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip_probability: float = 0.5,
+    ) -> None:
+        self.size = size
+        self.mean = torch.tensor(mean, dtype=torch.float32)
+        self.std = torch.tensor(std, dtype=torch.float32)
+        self.train = train
+        self.seed = seed
+        self.scale = scale
+        self.ratio = ratio
+        self.hflip_probability = hflip_probability
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a fresh augmentation of every example in each epoch."""
+        self.epoch = epoch
+
+    def augment(self, image: Image.Image, index: int) -> Image.Image:
+        """Random resized crop then horizontal flip of one RGB image, seeded by (seed, epoch, index)."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        box = random_resized_crop_box(image.width, image.height, rng, self.scale, self.ratio)
+        image = image.resize((self.size[1], self.size[0]), Image.Resampling.BICUBIC, box=box)
+        if rng.uniform() < self.hflip_probability:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return image
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        images = [to_rgb(image) for image in batch[IMAGE_COLUMN]]
+        if self.train:
+            indices = batch.get(SAMPLE_INDEX_COLUMN)
+            if indices is None:
+                raise ValueError(f"Training transforms need the {SAMPLE_INDEX_COLUMN!r} column (see add_sample_index)")
+            images = [self.augment(image, index) for image, index in zip(images, indices)]
+        else:
+            images = [resize_center_crop(image, self.size) for image in images]
+        return {
+            "pixel_values": [normalize(image, self.mean, self.std) for image in images],
+            LABEL_COLUMN: batch[LABEL_COLUMN],
+        }
+
+
+def add_sample_index(dataset: Any) -> Any:
+    """A copy of `dataset` with a `sample_index` column (0..N-1) that seeds each example's augmentation."""
+    return dataset.add_column(SAMPLE_INDEX_COLUMN, list(range(len(dataset))))
+
+
+def collate_image_classification(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack transformed examples into `pixel_values` (B, 3, H, W) and `labels` (B,)."""
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
+        "labels": torch.tensor([example[LABEL_COLUMN] for example in examples], dtype=torch.long),
+    }
+
+
+__all__ = [
+    "ImageClassificationTransform",
+    "SAMPLE_INDEX_COLUMN",
+    "add_sample_index",
+    "collate_image_classification",
+    "normalize",
+    "random_resized_crop_box",
+    "resize_center_crop",
+    "to_rgb",
+]
