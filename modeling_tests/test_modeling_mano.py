@@ -1,0 +1,465 @@
+"""The MANO models of the SwinV2 family: shapes, SwinV2 parity, far field, transformers behaviours."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForMaskedImageModeling,
+    Swinv2Backbone,
+    Swinv2Config,
+    Swinv2ForImageClassification,
+    Swinv2ForMaskedImageModeling,
+    Swinv2Model,
+)
+
+from transformers_mano import (
+    ManoBackbone,
+    ManoConfig,
+    ManoForImageClassification,
+    ManoForMaskedImageModeling,
+    ManoLayer,
+    ManoModel,
+)
+
+HEADS = [
+    pytest.param(ManoModel, Swinv2Model, id="model"),
+    pytest.param(ManoForImageClassification, Swinv2ForImageClassification, id="classification"),
+    pytest.param(ManoForMaskedImageModeling, Swinv2ForMaskedImageModeling, id="masked-image-modeling"),
+    pytest.param(ManoBackbone, Swinv2Backbone, id="backbone"),
+]
+
+
+def first_output(outputs) -> torch.Tensor:
+    """The main tensor of any head's output: hidden states, logits, reconstruction or the last feature map."""
+    for name in ("logits", "reconstruction", "last_hidden_state"):
+        if getattr(outputs, name, None) is not None:
+            return getattr(outputs, name)
+    return outputs.feature_maps[-1]
+
+
+def swinv2_config(tester) -> Swinv2Config:
+    """The tester's configuration without the MANO fields."""
+    mano_fields = {"num_levels", "sampling_rate", "projector_type", "level_weighting", "projector_init"}
+    return Swinv2Config(**{k: v for k, v in tester.config_kwargs.items() if k not in mano_fields})
+
+
+def projector_keys(model: torch.nn.Module) -> set[str]:
+    return {key for key in model.state_dict() if key.endswith((".down.weight", ".up.weight"))}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Shapes computed from the config
+
+
+def test_model_shapes(tester):
+    config = tester.get_config()
+    model = ManoModel(config).eval()
+    with torch.no_grad():
+        outputs = model(tester.pixel_values(), output_hidden_states=True)
+    height, width = tester.expected_grid()
+    assert outputs.last_hidden_state.shape == (tester.batch_size, height * width, tester.hidden_size)
+    assert outputs.pooler_output.shape == (tester.batch_size, tester.hidden_size)
+    # embeddings + one state per stage, reshaped to (B, C, H, W)
+    assert len(outputs.reshaped_hidden_states) == len(config.depths) + 1
+    side = config.image_size // config.patch_size
+    assert outputs.reshaped_hidden_states[0].shape == (tester.batch_size, config.embed_dim, side, side)
+    assert outputs.reshaped_hidden_states[-1].shape == (tester.batch_size, tester.hidden_size, height, width)
+
+
+def test_head_shapes(tester):
+    config = tester.get_config()
+    pixel_values = tester.pixel_values()
+    with torch.no_grad():
+        logits = ManoForImageClassification(config).eval()(pixel_values).logits
+        reconstruction = ManoForMaskedImageModeling(config).eval()(pixel_values).reconstruction
+        feature_maps = ManoBackbone(config).eval()(pixel_values).feature_maps
+    assert logits.shape == (tester.batch_size, config.num_labels)
+    assert reconstruction.shape == pixel_values.shape
+    height, width = tester.expected_grid()
+    assert [tuple(f.shape) for f in feature_maps] == [(tester.batch_size, tester.hidden_size, height, width)]
+
+
+def test_masked_image_modeling_loss(tester):
+    config = tester.get_config()
+    model = ManoForMaskedImageModeling(config).eval()
+    num_patches = (config.image_size // config.patch_size) ** 2
+    bool_masked_pos = torch.zeros(tester.batch_size, num_patches, dtype=torch.bool)
+    bool_masked_pos[:, ::3] = True
+    outputs = model(tester.pixel_values(), bool_masked_pos=bool_masked_pos)
+    assert outputs.loss is not None and torch.isfinite(outputs.loss)
+
+
+def test_level_plan_of_tiny_tester(tester):
+    model = ManoModel(tester.get_config())
+    levels = [[block.num_levels for block in stage.blocks] for stage in model.encoder.layers]
+    assert levels == [[3, 3], [2, 2]]
+    # one shared down/up pair per multi-level layer, nothing more
+    assert len(projector_keys(model)) == 2 * 4
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# SwinV2 parity
+
+
+def one_level_config(tester) -> ManoConfig:
+    return tester.get_config().__class__(**{**tester.config_kwargs, "num_levels": [1, 1]})
+
+
+@pytest.mark.parametrize("mano_class, swinv2_class", HEADS)
+def test_one_level_equals_swinv2(tester, mano_class, swinv2_class):
+    """Every stage at one level: the MANO class is the SwinV2 class, output for output."""
+    config = one_level_config(tester)
+    mano = mano_class(config).eval()
+    swinv2 = swinv2_class(swinv2_config(tester))
+    assert projector_keys(mano) == set()
+    swinv2.load_state_dict(mano.state_dict())
+    swinv2.eval()
+    pixel_values = tester.pixel_values()
+    with torch.no_grad():
+        mano_out, swinv2_out = first_output(mano(pixel_values)), first_output(swinv2(pixel_values))
+    assert torch.equal(mano_out, swinv2_out)
+
+
+def test_zero_up_projector_reproduces_swinv2(tester):
+    """The default initialisation (average down, zero up) computes what SwinV2 computes with the same weights."""
+    config = tester.get_config()
+    config.projector_init = "avg_pool_zero_up"
+    mano = ManoForImageClassification(config).eval()
+    swinv2 = Swinv2ForImageClassification(swinv2_config(tester))
+    missing, unexpected = swinv2.load_state_dict(mano.state_dict(), strict=False)
+    assert not missing and set(unexpected) == projector_keys(mano)
+    swinv2.eval()
+    pixel_values = tester.pixel_values()
+    with torch.no_grad():
+        difference = (mano(pixel_values).logits - swinv2(pixel_values).logits).abs().max()
+    assert difference <= 1e-5
+
+
+def test_swinv2_checkpoint_loads_with_projectors_as_only_missing_keys(tester, tmp_path):
+    swinv2 = Swinv2ForImageClassification(swinv2_config(tester))
+    swinv2.save_pretrained(tmp_path)
+    mano, info = ManoForImageClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert isinstance(mano.config, ManoConfig)
+    assert set(info["missing_keys"]) == projector_keys(mano) != set()
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    # the loaded SwinV2 weights are untouched, the missing projectors follow config.projector_init (zero up)
+    assert torch.equal(mano.classifier.weight, swinv2.classifier.weight)
+    assert all(block.up.weight.abs().sum() == 0 for stage in mano.swinv2.encoder.layers for block in stage.blocks
+               if block.up is not None)
+
+
+def test_mano_tiny_parameter_delta():
+    """mano-tiny adds 737,280 projector parameters to SwinV2-T: the paper's +2.67 %."""
+    with torch.device("meta"):
+        mano = ManoModel(ManoConfig())
+        swinv2 = Swinv2Model(Swinv2Config(image_size=256, window_size=8))
+    mano_count = sum(p.numel() for p in mano.parameters())
+    swinv2_count = sum(p.numel() for p in swinv2.parameters())
+    assert ManoConfig().resolved_num_levels() == [3, 2, 1, 1]
+    assert mano_count - swinv2_count == 737_280
+    assert round(100 * (mano_count - swinv2_count) / swinv2_count, 2) == 2.67
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The far field
+
+
+def stage1_layer_input_gradient(layer: torch.nn.Module, grid: int, channels: int, token: tuple[int, int]):
+    hidden_states = torch.randn(1, grid * grid, channels, requires_grad=True)
+    output = layer(hidden_states, (grid, grid))[0]
+    # a random read-out: a plain channel sum of the LayerNorm-ed output would have zero gradient
+    readout = torch.randn(channels, generator=torch.Generator().manual_seed(0))
+    (output[0, token[0] * grid + token[1]] @ readout).backward()
+    return hidden_states.grad[0].abs().sum(-1).view(grid, grid)
+
+
+def test_far_field_reaches_the_whole_grid(tester):
+    """One output token of a stage-1 layer whose coarsest grid fits one window depends on every input token;
+    the same layer at one level (SwinV2's) depends only on the tokens of its window."""
+    config = tester.get_config().__class__(**tester.config_kwargs | {"num_levels": [4, 3]})  # 16 -> 8 -> 4 -> 2
+    layer = ManoModel(config).encoder.layers[0].blocks[0]
+    assert isinstance(layer, ManoLayer) and layer.num_levels == 4
+    torch.nn.init.normal_(layer.up.weight)
+    grid = config.image_size // config.patch_size
+    mano_influence = stage1_layer_input_gradient(layer, grid, config.embed_dim, token=(0, 0))
+    assert (mano_influence > 0).all()
+
+    single = copy.deepcopy(layer)
+    single.down = single.up = None  # what SwinV2's layer computes
+    window = config.window_size
+    swinv2_influence = stage1_layer_input_gradient(single, grid, config.embed_dim, token=(0, 0))
+    assert (swinv2_influence[:window, :window] > 0).all()
+    swinv2_influence[:window, :window] = 0
+    assert (swinv2_influence == 0).all()
+
+
+def test_automatic_plan_reaches_a_window_of_the_coarsest_grid(tester):
+    """The automatic rule keeps two coarsest windows per side: one layer reaches window * r^(L-1) tokens per side."""
+    config = tester.get_config()
+    layer = ManoModel(config).encoder.layers[0].blocks[0]
+    assert layer.num_levels == 3
+    torch.nn.init.normal_(layer.up.weight)
+    grid = config.image_size // config.patch_size
+    reach = config.window_size * config.sampling_rate ** (layer.num_levels - 1)  # 8 of 16
+    influence = stage1_layer_input_gradient(layer, grid, config.embed_dim, token=(0, 0))
+    assert (influence[:reach, :reach] > 0).all()
+    influence[:reach, :reach] = 0
+    assert (influence == 0).all()
+
+
+@pytest.mark.parametrize("size", [48, 40, 22], ids=["larger", "not-a-window-multiple", "smaller"])
+def test_other_image_sizes(tester, size):
+    config = tester.get_config()
+    model = ManoForImageClassification(config).eval()
+    with torch.no_grad():
+        outputs = model(tester.pixel_values(size), output_hidden_states=True)
+    assert outputs.logits.shape == (tester.batch_size, config.num_labels)
+    assert torch.isfinite(outputs.logits).all()
+    height, width = tester.expected_grid(size)
+    assert outputs.reshaped_hidden_states[-1].shape[-2:] == (height, width)
+
+
+def test_level_count_follows_the_grid(tester):
+    config = tester.get_config()
+    layer = ManoModel(config).encoder.layers[0].blocks[0]
+    side = config.image_size // config.patch_size  # 16: 16 -> 8 -> 4
+    assert layer.num_levels_for(side, side) == 3
+    assert layer.num_levels_for(2 * side, 2 * side) == 4  # larger input, one more level, far field kept
+    assert layer.num_levels_for(20, 20) == 3  # 20 -> 10 -> 5
+    assert layer.num_levels_for(side // 2, side // 2) == 2
+    last_stage_layer = ManoModel(config.__class__(**tester.config_kwargs | {"num_levels": [3, 1]})).encoder.layers[1]
+    assert last_stage_layer.blocks[0].up is None and last_stage_layer.blocks[0].num_levels_for(64, 64) == 1
+
+
+def test_far_field_is_used_at_other_sizes(tester):
+    """At a larger input the projectors still act: zeroing `up` changes the output."""
+    config = tester.get_config()
+    model = ManoModel(config).eval()
+    pixel_values = tester.pixel_values(48)
+    with torch.no_grad():
+        with_far_field = model(pixel_values).last_hidden_state
+        for stage in model.encoder.layers:
+            for block in stage.blocks:
+                if block.up is not None:
+                    block.up.weight.zero_()
+        without_far_field = model(pixel_values).last_hidden_state
+    assert (with_far_field - without_far_field).abs().max() > 1e-4
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training behaviour
+
+
+def test_every_parameter_gets_a_gradient_and_no_nan(tester):
+    config = tester.get_config()
+    model = ManoForImageClassification(config).train()
+    labels = torch.arange(tester.batch_size) % config.num_labels
+    outputs = model(tester.pixel_values(), labels=labels)
+    assert torch.isfinite(outputs.loss)
+    outputs.loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+def test_projector_type_pool_has_no_parameters(tester):
+    config = tester.get_config()
+    config.projector_type = "pool"
+    model = ManoModel(config).eval()
+    assert projector_keys(model) == set()
+    layer = model.encoder.layers[0].blocks[0]
+    assert layer.num_levels == 3 and layer.down is not None
+    with torch.no_grad():
+        assert torch.isfinite(model(tester.pixel_values()).last_hidden_state).all()
+
+
+@pytest.mark.parametrize("weighting", ["vcycle", "sum"])
+def test_level_weighting_changes_the_output(tester, weighting):
+    pixel_values = tester.pixel_values()
+    outputs = {}
+    for choice in ("vcycle", "sum"):
+        torch.manual_seed(0)
+        model = ManoModel(tester.get_config().__class__(**tester.config_kwargs | {"level_weighting": choice})).eval()
+        with torch.no_grad():
+            outputs[choice] = model(pixel_values).last_hidden_state
+    other = "sum" if weighting == "vcycle" else "vcycle"
+    assert not torch.allclose(outputs[weighting], outputs[other])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tester):
+    config = tester.get_config()
+    model = ManoForImageClassification(config).train()
+    checkpointed = copy.deepcopy(model)
+    checkpointed.gradient_checkpointing_enable()
+    assert checkpointed.is_gradient_checkpointing
+    labels = torch.arange(tester.batch_size) % config.num_labels
+    pixel_values = tester.pixel_values()
+    model(pixel_values, labels=labels).loss.backward()
+    checkpointed(pixel_values, labels=labels).loss.backward()
+    for (name, parameter), other in zip(model.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(parameter.grad, other.grad, msg=name)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# transformers behaviours
+
+
+def test_output_attentions_and_hidden_states_like_swinv2(tester):
+    mano = ManoModel(tester.get_config()).eval()
+    swinv2 = Swinv2Model(swinv2_config(tester)).eval()
+    pixel_values = tester.pixel_values()
+    with torch.no_grad():
+        mano_out = mano(pixel_values, output_attentions=True, output_hidden_states=True)
+        swinv2_out = swinv2(pixel_values, output_attentions=True, output_hidden_states=True)
+    # MANO returns the full-resolution level's attention: the same shapes as SwinV2
+    assert [a.shape for a in mano_out.attentions] == [a.shape for a in swinv2_out.attentions]
+    assert [h.shape for h in mano_out.hidden_states] == [h.shape for h in swinv2_out.hidden_states]
+    assert [h.shape for h in mano_out.reshaped_hidden_states] == [h.shape for h in swinv2_out.reshaped_hidden_states]
+    probabilities = mano_out.attentions[0]
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones_like(probabilities.sum(-1)))
+
+
+def test_return_dict_false(tester):
+    model = ManoForImageClassification(tester.get_config()).eval()
+    pixel_values = tester.pixel_values()
+    with torch.no_grad():
+        as_dict = model(pixel_values, output_hidden_states=True)
+        as_tuple = model(pixel_values, output_hidden_states=True, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    assert torch.equal(as_tuple[0], as_dict.logits)
+    assert len(as_tuple[1]) == len(as_dict.hidden_states)
+
+
+def test_meta_device_construction():
+    with torch.device("meta"):
+        model = ManoForImageClassification(ManoConfig(num_labels=10))
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert len(projector_keys(model)) == 2 * (2 + 2)
+
+
+def test_save_load_and_auto_round_trip(tester, tmp_path):
+    config = tester.get_config()
+    model = ManoForImageClassification(config).eval()
+    model.save_pretrained(tmp_path)
+    pixel_values = tester.pixel_values()
+    with torch.no_grad():
+        expected = model(pixel_values).logits
+        reloaded = ManoForImageClassification.from_pretrained(tmp_path).eval()
+        auto = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
+        assert type(auto) is ManoForImageClassification
+        assert torch.equal(reloaded(pixel_values).logits, expected)
+        assert torch.equal(auto(pixel_values).logits, expected)
+        base = AutoModel.from_pretrained(tmp_path).eval()
+        assert type(base) is ManoModel
+        assert torch.equal(base(pixel_values).pooler_output, model.swinv2(pixel_values).pooler_output)
+
+
+def test_bf16_loading(tester, tmp_path):
+    model = ManoForImageClassification(tester.get_config())
+    model.save_pretrained(tmp_path)
+    bf16 = ManoForImageClassification.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert all(p.dtype == torch.bfloat16 for p in bf16.parameters())
+    with torch.no_grad():
+        logits = bf16(tester.pixel_values().to(torch.bfloat16)).logits
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+
+
+def test_torch_export_and_jit_trace(tester):
+    model = ManoForImageClassification(tester.get_config()).eval()
+    pixel_values = tester.pixel_values()
+    with torch.no_grad():
+        expected = model(pixel_values).logits
+        exported = torch.export.export(model, (pixel_values,))
+        torch.testing.assert_close(exported.module()(pixel_values).logits, expected)
+        traced = torch.jit.trace(model, (pixel_values,), strict=False)
+        torch.testing.assert_close(traced(pixel_values)["logits"], expected)
+
+
+def test_auto_registration(tester, tmp_path):
+    config = AutoConfig.for_model("mano")
+    assert isinstance(config, ManoConfig) and config.resolved_num_levels() == [3, 2, 1, 1]
+    tiny = tester.get_config()
+    assert type(AutoModel.from_config(tiny)) is ManoModel
+    assert type(AutoModelForImageClassification.from_config(tiny)) is ManoForImageClassification
+    assert type(AutoModelForMaskedImageModeling.from_config(tiny)) is ManoForMaskedImageModeling
+    assert type(AutoBackbone.from_config(tiny)) is ManoBackbone
+    tiny.save_pretrained(tmp_path)
+    # a processor file that names no class: the class comes from the registration of the config's model type
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"height": 32, "width": 32}}))
+    processor = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(processor).__name__ == "ViTImageProcessorPil"
+    assert processor.size == {"height": 32, "width": 32}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def test_default_config_is_mano_tiny():
+    config = ManoConfig()
+    assert (config.image_size, config.window_size, config.embed_dim) == (256, 8, 96)
+    assert list(config.depths) == [2, 2, 6, 2] and list(config.num_heads) == [3, 6, 12, 24]
+    assert config.resolved_num_levels() == [3, 2, 1, 1]
+    assert (config.sampling_rate, config.projector_type, config.level_weighting) == (2, "conv", "vcycle")
+
+
+def test_swinv2_arguments_alone_make_a_valid_config():
+    swinv2 = Swinv2Config(image_size=384, window_size=12, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32])
+    config = ManoConfig(**{k: v for k, v in swinv2.to_dict().items() if k != "model_type"})
+    # 96 -> 48 -> 24 (two windows of 12), 48 -> 24, 24, 12
+    assert config.resolved_num_levels() == [3, 2, 1, 1]
+    assert config.model_type == "mano"
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"projector_type": "fft"}, "projector_type"),
+        ({"level_weighting": "mean"}, "level_weighting"),
+        ({"projector_init": "xavier"}, "projector_init"),
+        ({"num_levels": "deep"}, "num_levels"),
+        ({"num_levels": [3, 2, 1]}, "num_levels"),
+        ({"num_levels": [8, 2, 1, 1]}, "num_levels[0]"),
+        ({"num_levels": [0, 1, 1, 1]}, "num_levels[0]"),
+        ({"sampling_rate": 1}, "sampling_rate"),
+        ({"num_level": [1, 1, 1, 1]}, "num_level"),
+    ],
+    ids=["projector-type", "weighting", "init", "levels-string", "levels-length", "levels-too-deep", "levels-zero",
+         "sampling-rate", "typo"],
+)
+def test_invalid_config_values_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        ManoConfig(**kwargs)
+
+
+def test_config_round_trip(tmp_path):
+    config = ManoConfig(num_levels=[2, 2, 1, 1], level_weighting="sum", projector_type="pool")
+    config.save_pretrained(tmp_path)
+    reloaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(reloaded, ManoConfig)
+    assert (reloaded.num_levels, reloaded.level_weighting, reloaded.projector_type) == ([2, 2, 1, 1], "sum", "pool")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [((2, 1, 32, 32), "channels"), ((2, 3, 1, 32), "smaller than one"), ((3, 32, 32), "batch_size, num_channels")],
+    ids=["greyscale", "smaller-than-a-patch", "no-batch-dimension"],
+)
+def test_bad_pixel_values(tester, shape, message):
+    model = ManoForImageClassification(tester.get_config())
+    with pytest.raises(ValueError, match=message):
+        model(torch.randn(*shape))
