@@ -217,10 +217,9 @@ def swinv2_architecture(state_dict: Mapping[str, Any]) -> str:
         return "Swinv2ForImageClassification"
     if any(key.startswith("decoder.") for key in state_dict):
         return "Swinv2ForMaskedImageModeling"
-    if any(key.startswith("hidden_states_norms.") for key in state_dict):
-        return "Swinv2Backbone"
     if any(key.startswith("embeddings.") for key in state_dict):
-        return "Swinv2Model"
+        # Both keep the body at the top level; only the bare model has the final layernorm.
+        return "Swinv2Model" if any(key.startswith("layernorm.") for key in state_dict) else "Swinv2Backbone"
     if any(key.startswith("swinv2.embeddings.") for key in state_dict):
         return "Swinv2ForImageClassification"  # a head without parameters: num_labels = 0
     raise ConversionError("the weights hold no SwinV2 embeddings (no 'embeddings.' or 'swinv2.embeddings.' keys)")
@@ -416,7 +415,8 @@ class ConversionReport:
 
     `max_abs_diff` is the largest |difference| between the outputs (`compared_output`) of the converted model and
     its SwinV2 twin (the source weights, and the same new classifier where one was added) on `num_check_inputs`
-    random inputs; None when the check was skipped.
+    random inputs; None when the check was skipped. `labels` are the class names of a classification head, in
+    index order.
     """
 
     source: str
@@ -438,6 +438,7 @@ class ConversionReport:
     dropped: dict[str, str]
     files: list[str]
     notes: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
     pushed_to: str | None = None
 
     @property
@@ -546,12 +547,10 @@ def render_model_card(
     model_id: str,
     base_model: str | None,
     license: str,
-    label_names: Sequence[str],
 ) -> ModelCard:
     """The model card of a converted checkpoint: Hub metadata from `ModelCardData`, text from the template."""
-    pipeline_tag = (
-        "image-classification" if report.target_architecture == "ManoForImageClassification" else "image-feature-extraction"
-    )
+    is_classifier = report.target_architecture == "ManoForImageClassification"
+    pipeline_tag = "image-classification" if is_classifier else "image-feature-extraction"
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
@@ -562,20 +561,34 @@ def render_model_card(
     if not template_path.is_file():
         raise ConversionError(f"model card template {template_path} not found; pass card_template=")
     levels = [plan.num_levels for plan in report.level_plan]
-    shown_labels = ", ".join(label_names[:10]) + (f", ... ({len(label_names)} in all)" if len(label_names) > 10 else "")
+    labels = report.labels
+    shown_labels = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
     if report.max_abs_diff is None:
         check_text = "The numeric check against the source was skipped at conversion time."
     else:
         check_text = (
             f"At conversion, the largest |{report.compared_output} difference| between this model and the source "
             f"SwinV2 on {report.num_check_inputs} random inputs was {report.max_abs_diff:.3e}"
-            + (" (identical up to float rounding, as expected with a zero `up` projector)." if report.exact_expected
+            + (" (identical up to float rounding, as expected)." if report.exact_expected
                else " (the far field is active from the start, so outputs differ by design).")
+        )
+    source = base_model or Path(report.source).name  # never a local path in a published card
+    if report.exact_expected:
+        starting_point = (
+            f"Freshly converted: this model computes exactly what `{source}` computes (the `up` projectors start at "
+            "zero), so its coarse levels contribute nothing until the model is fine-tuned."
+        )
+    else:
+        starting_point = (
+            f"Freshly converted with projector initialisation `{report.projector_init}` (type "
+            f"`{report.projector_type}`): the coarse levels contribute from the start, so outputs differ from "
+            f"`{source}` and the model needs fine-tuning before use."
         )
     body = Template(template_path.read_text()).substitute(
         metadata=card_data.to_yaml(),
         model_id=model_id,
-        source=base_model or report.source,
+        source=source,
+        starting_point=starting_point,
         task=pipeline_tag,
         auto_class=_AUTO_CLASS_NAMES[report.target_architecture],
         target_architecture=report.target_architecture,
@@ -594,7 +607,10 @@ def render_model_card(
     return ModelCard(body)
 
 
-def _write_preprocessor_config(checkpoint: SwinV2Checkpoint, config: ManoConfig, folder: Path, notes: list[str]) -> None:
+def _write_preprocessor_config(
+    checkpoint: SwinV2Checkpoint, config: ManoConfig, folder: Path, notes: list[str]
+) -> None:
+    """Carry the source's image processor over; SwinV2's usual one (with a note) where the source has none."""
     if checkpoint.preprocessor_config is not None:
         shutil.copyfile(checkpoint.preprocessor_config, folder / PREPROCESSOR_CONFIG)
         return
@@ -637,12 +653,111 @@ def push_folder_to_hub(
     """Upload a converted folder, exactly as written, to the model repository `repo_id`; returns the commit URL."""
     api = api or HfApi(token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    commit = api.upload_folder(folder_path=os.fspath(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message)
+    commit = api.upload_folder(
+        folder_path=os.fspath(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message
+    )
     return str(getattr(commit, "commit_url", commit))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The conversion
+
+
+def _load_into_mano(
+    mano_class: type[ManoPreTrainedModel], config: ManoConfig, conversion: StateDictConversion, name: str
+) -> ManoPreTrainedModel:
+    """A MANO model with the converted SwinV2 weights; only `conversion.new_keys` keep their initialisation."""
+    model = mano_class(config)  # initialises the projectors per config.projector_init, and a new classifier
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(conversion.state_dict))
+    unexpected = sorted(set(conversion.state_dict) - set(expected))
+    if missing != sorted(conversion.new_keys) or unexpected:
+        not_projectors = sorted(set(missing) - set(conversion.new_keys))
+        raise ConversionError(
+            f"the weights of {name} do not fit {mano_class.__name__}: "
+            f"missing (besides the projectors) {not_projectors[:8]}, unexpected {unexpected[:8]}"
+            + (" (and more)" if len(not_projectors) > 8 or len(unexpected) > 8 else "")
+        )
+    mismatched = [key for key, tensor in conversion.state_dict.items() if tensor.shape != expected[key].shape]
+    if mismatched:
+        key = mismatched[0]
+        raise ConversionError(
+            f"{len(mismatched)} weight(s) of {name} do not match the shapes its config.json implies, e.g. "
+            f"{key}: {tuple(conversion.state_dict[key].shape)} vs {tuple(expected[key].shape)}"
+        )
+    model.load_state_dict(conversion.state_dict, strict=False)
+    return model.eval()
+
+
+def _swinv2_twin(model: ManoPreTrainedModel, target: str) -> torch.nn.Module:
+    """The SwinV2 model holding `model`'s weights without the projectors: the source, with any new head."""
+    projectors = set(projector_keys(model.config, _body_prefix(target)))
+    reference = SWINV2_CLASSES[target](swinv2_twin_config(model.config))
+    reference.load_state_dict({k: v for k, v in model.state_dict().items() if k not in projectors}, strict=True)
+    return reference.eval()
+
+
+def _describe(
+    checkpoint: SwinV2Checkpoint,
+    model: ManoPreTrainedModel,
+    target: str,
+    conversion: StateDictConversion,
+    output_dir: Path,
+) -> ConversionReport:
+    """The report of a conversion before its numeric check and its files."""
+    config = model.config
+    notes = []
+    source_dtypes = {str(tensor.dtype).removeprefix("torch.") for tensor in conversion.state_dict.values()}
+    if source_dtypes != {"float32"}:
+        notes.append(f"source weights in {sorted(source_dtypes)}; saved in float32")
+    parameters = model.state_dict()
+    model_has_head = target == "Swinv2ForImageClassification"
+    if any(key.startswith("classifier.") for key in conversion.new_keys):
+        head = (
+            f"classifier re-initialised: Linear({model.classifier.in_features} -> {config.num_labels}) "
+            f"(normal std {config.initializer_range}, zero bias); every other weight comes from the source"
+        )
+    elif model_has_head:
+        head = f"classifier kept from the source ({config.num_labels} labels)"
+    else:
+        head = "no classification head"
+    projector_parameters = sum(parameters[key].numel() for key in projector_keys(config, _body_prefix(target)))
+    # A zero `up` hides the far field; a model without learned projectors only equals SwinV2 at one level.
+    far_field_hidden = config.projector_type == "conv" and config.projector_init == "avg_pool_zero_up"
+    return ConversionReport(
+        source=checkpoint.name,
+        output_dir=output_dir,
+        source_architecture=checkpoint.architecture,
+        target_architecture=type(model).__name__,
+        source_parameters=sum(
+            tensor.numel() for key, tensor in checkpoint.state_dict.items()
+            if not key.endswith(_DERIVED_BUFFER_SUFFIXES)
+        ),
+        target_parameters=model.num_parameters(),
+        projector_parameters=projector_parameters,
+        level_plan=level_plan(config),
+        projector_init=config.projector_init,
+        projector_type=config.projector_type,
+        level_weighting=config.level_weighting,
+        compared_output=" + ".join(_outputs_to_compare(target)),
+        num_check_inputs=0,
+        max_abs_diff=None,
+        exact_expected=far_field_hidden or max(config.resolved_num_levels()) == 1,
+        head=head,
+        dropped=conversion.dropped,
+        files=[],
+        notes=notes,
+        labels=[config.id2label[i] for i in range(config.num_labels)] if model_has_head else [],
+    )
+
+
+def _check_reload(mano_class: type[ManoPreTrainedModel], model: ManoPreTrainedModel, folder: Path) -> None:
+    """Reload the saved folder and require the very weights that were converted."""
+    reloaded = mano_class.from_pretrained(folder).state_dict()
+    weights = model.state_dict()
+    changed = [key for key, tensor in weights.items() if key not in reloaded or not torch.equal(tensor, reloaded[key])]
+    if changed or len(reloaded) != len(weights):
+        raise ConversionError(f"the saved checkpoint does not reload to the converted weights: {changed[:8]}")
 
 
 def convert_swinv2_checkpoint(
@@ -709,123 +824,52 @@ def convert_swinv2_checkpoint(
         config = build_mano_config(
             checkpoint.config, num_levels, projector_init, projector_type, level_weighting, num_labels, label_names
         )
-    except ConversionError:
-        raise
-    except (ValueError, TypeError) as error:  # ManoConfig's validation
+    except (ValueError, TypeError) as error:  # ManoConfig's validation (ConversionError passes through unchanged)
+        if isinstance(error, ConversionError):
+            raise
         raise ConversionError(f"invalid MANO configuration for {checkpoint.name}: {error}") from error
-    source_labels = dict(checkpoint.config.id2label) if checkpoint.architecture == "Swinv2ForImageClassification" else {}
+    is_classifier = checkpoint.architecture == "Swinv2ForImageClassification"
+    source_labels = dict(checkpoint.config.id2label) if is_classifier else {}
     new_head = (num_labels is not None or label_names is not None) and dict(config.id2label) != source_labels
-    source_architecture = checkpoint.architecture
-    target = target_architecture(source_architecture, new_head)
+    target = target_architecture(checkpoint.architecture, new_head)
     mano_class = MANO_COUNTERPARTS[target]
     config.architectures = [mano_class.__name__]
 
-    conversion = convert_state_dict(checkpoint.state_dict, config, source_architecture, target, replace_classifier=new_head)
-    model = mano_class(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(conversion.state_dict))
-    unexpected = sorted(set(conversion.state_dict) - set(expected))
-    if missing != sorted(conversion.new_keys) or unexpected:
-        not_projectors = sorted(set(missing) - set(conversion.new_keys))
-        raise ConversionError(
-            f"the weights of {checkpoint.name} do not fit {mano_class.__name__}: "
-            f"missing (besides the projectors) {not_projectors[:8]}, unexpected {unexpected[:8]}"
-            + (" (and more)" if len(not_projectors) > 8 or len(unexpected) > 8 else "")
-        )
-    mismatched = [k for k, v in conversion.state_dict.items() if v.shape != expected[k].shape]
-    if mismatched:
-        key = mismatched[0]
-        raise ConversionError(
-            f"{len(mismatched)} weight(s) of {checkpoint.name} do not match the shapes its config.json implies, e.g. "
-            f"{key}: {tuple(conversion.state_dict[key].shape)} vs {tuple(expected[key].shape)}"
-        )
-    model.load_state_dict(conversion.state_dict, strict=False)
-    model.eval()
-
-    notes: list[str] = []
-    source_dtypes = {str(t.dtype).removeprefix("torch.") for t in conversion.state_dict.values()}
-    if source_dtypes != {"float32"}:
-        notes.append(f"source weights in {sorted(source_dtypes)}; saved in float32")
-    source_parameters = sum(t.numel() for k, t in checkpoint.state_dict.items() if not k.endswith(_DERIVED_BUFFER_SUFFIXES))
-    projector_parameters = sum(expected[k].numel() for k in projector_keys(config, _body_prefix(target)))
-    classifier_keys = [k for k in conversion.new_keys if k.startswith("classifier.")]
-    if classifier_keys:
-        head = (
-            f"classifier re-initialised: Linear({model.classifier.in_features} -> {config.num_labels}) "
-            f"(normal std {config.initializer_range}, zero bias); every other weight comes from the source"
-        )
-    elif target == "Swinv2ForImageClassification":
-        head = f"classifier kept from the source ({config.num_labels} labels)"
-    else:
-        head = "no classification head"
-
-    exact_expected = projector_parameters == 0 and config.projector_type == "conv"
-    exact_expected = exact_expected or (config.projector_type == "conv" and projector_init == "avg_pool_zero_up")
-    max_abs_diff = None
+    conversion = convert_state_dict(checkpoint.state_dict, config, checkpoint.architecture, target, new_head)
+    model = _load_into_mano(mano_class, config, conversion, checkpoint.name)
+    report = _describe(checkpoint, model, target, conversion, output_dir)
     if num_check_inputs:
-        reference = SWINV2_CLASSES[target](swinv2_twin_config(config))
-        reference.load_state_dict(
-            {k: v for k, v in model.state_dict().items() if k not in set(projector_keys(config, _body_prefix(target)))},
-            strict=True,
-        )
-        max_abs_diff = max_output_difference(model, reference, target, num_check_inputs)
-        del reference
-        if exact_expected and not max_abs_diff <= tolerance:
+        report.max_abs_diff = max_output_difference(model, _swinv2_twin(model, target), target, num_check_inputs)
+        report.num_check_inputs = num_check_inputs
+        if report.exact_expected and not report.max_abs_diff <= tolerance:
             raise ConversionError(
-                f"the converted model differs from the source by {max_abs_diff:.3e} > tolerance {tolerance:g} although "
-                f"projector_init {projector_init!r} should reproduce it; nothing was written"
+                f"the converted model differs from the source by {report.max_abs_diff:.3e} > tolerance {tolerance:g} "
+                f"although projector_init {projector_init!r} should reproduce it; nothing was written"
             )
 
-    report = ConversionReport(
-        source=checkpoint.name,
-        output_dir=output_dir,
-        source_architecture=source_architecture,
-        target_architecture=mano_class.__name__,
-        source_parameters=source_parameters,
-        target_parameters=model.num_parameters(),
-        projector_parameters=projector_parameters,
-        level_plan=level_plan(config),
-        projector_init=projector_init,
-        projector_type=config.projector_type,
-        level_weighting=config.level_weighting,
-        compared_output=" + ".join(_outputs_to_compare(target)),
-        num_check_inputs=num_check_inputs,
-        max_abs_diff=max_abs_diff,
-        exact_expected=exact_expected,
-        head=head,
-        dropped=conversion.dropped,
-        files=[],
-        notes=notes,
-    )
     if base_model is None and checkpoint.is_hub:
         base_model = checkpoint.name
-    template = Path(card_template) if card_template is not None else DEFAULT_CARD_TEMPLATE
-    labels = [config.id2label[i] for i in range(config.num_labels)] if target == "Swinv2ForImageClassification" else []
-
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     # Same file system as output_dir, so the final rename is atomic; mkdir (not mkdtemp) keeps the umask's mode.
     staging = output_dir.parent / f".{output_dir.name}.{uuid.uuid4().hex[:12]}.partial"
     staging.mkdir()
     try:
         model.save_pretrained(staging)
-        _write_preprocessor_config(checkpoint, config, staging, notes)
-        reloaded = mano_class.from_pretrained(staging).state_dict()
-        changed = [k for k, v in model.state_dict().items() if k not in reloaded or not torch.equal(v, reloaded[k])]
-        if changed or len(reloaded) != len(expected):
-            raise ConversionError(f"the saved checkpoint does not reload to the converted weights: {changed[:8]}")
-        del reloaded
-        report.files = sorted(p.name for p in staging.iterdir()) + ["README.md"]
-        report.files.sort()
-        card = render_model_card(template, report, hub_model_id or output_dir.name, base_model, license, labels)
+        _write_preprocessor_config(checkpoint, config, staging, report.notes)
+        _check_reload(mano_class, model, staging)
+        report.files = sorted([*(path.name for path in staging.iterdir()), "README.md"])
+        template = Path(card_template) if card_template is not None else DEFAULT_CARD_TEMPLATE
+        card = render_model_card(template, report, hub_model_id or output_dir.name, base_model, license)
         card.save(staging / "README.md")
         _move_into_place(staging, output_dir, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if push_to_hub:
+        levels = " ".join(map(str, config.resolved_num_levels()))
         report.pushed_to = push_folder_to_hub(
             output_dir, hub_model_id, private=private, token=token,
-            commit_message=f"Convert {checkpoint.name} to MANO (levels {' '.join(map(str, config.resolved_num_levels()))})",
+            commit_message=f"Convert {checkpoint.name} to MANO (levels {levels})",
         )
     return report
 

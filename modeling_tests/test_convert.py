@@ -1,0 +1,478 @@
+"""SwinV2 -> MANO conversion on randomly initialised SwinV2 checkpoints saved to tmp_path (no Hub, no network)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoModelForImageClassification,
+    Swinv2Backbone,
+    Swinv2Config,
+    Swinv2ForImageClassification,
+    Swinv2ForMaskedImageModeling,
+    Swinv2Model,
+    ViTConfig,
+    ViTForImageClassification,
+    pipeline,
+)
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+import transformers_mano  # noqa: F401  (registers the Auto classes)
+from transformers_mano import ManoConfig, ManoForImageClassification
+from transformers_mano import convert as convert_module
+from transformers_mano.convert import (
+    ConversionError,
+    build_mano_config,
+    convert_state_dict,
+    convert_swinv2_checkpoint,
+    projector_keys,
+    push_folder_to_hub,
+    swinv2_architecture,
+    swinv2_twin_config,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import convert_swinv2_to_mano  # noqa: E402
+
+# Token grids 16, 8, 4 with window 2: the automatic plan is [3, 2, 1] (coarsest grid >= two windows per side).
+TINY = dict(image_size=64, patch_size=4, embed_dim=8, depths=[2, 1, 1], num_heads=[1, 2, 2], window_size=2)
+BASE_MODEL = "microsoft/swinv2-tiny-patch4-window8-256"
+REPOSITORY_FILES = [
+    "README.md",
+    "config.json",
+    "configuration_mano.py",
+    "model.safetensors",
+    "modeling_mano.py",
+    "multipole.py",
+    "preprocessor_config.json",
+]
+AUTO_MAP_KEYS = {
+    "AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoModelForMaskedImageModeling", "AutoBackbone"
+}
+SWINV2_CLASSES = {
+    "Swinv2Model": Swinv2Model,
+    "Swinv2ForImageClassification": Swinv2ForImageClassification,
+    "Swinv2ForMaskedImageModeling": Swinv2ForMaskedImageModeling,
+    "Swinv2Backbone": Swinv2Backbone,
+}
+
+
+def make_swinv2_checkpoint(
+    folder: Path, architecture: str = "Swinv2ForImageClassification", seed: int = 0, **config_kwargs
+) -> torch.nn.Module:
+    """Save a randomly initialised SwinV2 checkpoint (weights, config, ViT processor) as the Hub ones are laid out."""
+    torch.manual_seed(seed)
+    config = Swinv2Config(**(TINY | config_kwargs))
+    model = SWINV2_CLASSES[architecture](config).eval()
+    # Random but non-trivial: SwinV2 starts its res-post-norms and logit scales at values that hide mistakes.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    model.save_pretrained(folder)
+    size = config.image_size
+    ViTImageProcessorPil(
+        size={"height": size, "width": size}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    ).save_pretrained(folder)
+    return model
+
+
+class PicklePayload:
+    """An arbitrary pickled object: loading through `weights_only` must refuse it."""
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, convert_module.ConversionReport]:
+    """A tiny SwinV2 classifier and its conversion with a named head: (source, output, report)."""
+    root = tmp_path_factory.mktemp("converted")
+    make_swinv2_checkpoint(root / "swinv2", num_labels=3, id2label={0: "cat", 1: "dog", 2: "fox"})
+    report = convert_swinv2_checkpoint(root / "swinv2", root / "mano", base_model=BASE_MODEL, hub_model_id="org/mano-x")
+    return root / "swinv2", root / "mano", report
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The pure part: configuration and state-dict renaming
+
+
+def test_build_mano_config_keeps_every_swinv2_field() -> None:
+    swinv2 = Swinv2Config(**TINY, pretrained_window_sizes=[2, 2, 1], num_labels=5)
+    config = build_mano_config(swinv2, num_levels=[2, 2, 1], projector_init="random")
+    assert config.model_type == "mano" and config.to_dict()["model_type"] == "mano"
+    assert config.resolved_num_levels() == [2, 2, 1] and config.projector_init == "random"
+    for key, value in swinv2.to_dict().items():
+        if key not in ("model_type", "transformers_version", "architectures", "_name_or_path"):
+            assert config.to_dict()[key] == value, key
+    assert swinv2_twin_config(config).to_dict() == swinv2.to_dict()
+
+
+def test_build_mano_config_label_names_define_the_head() -> None:
+    config = build_mano_config(Swinv2Config(**TINY), label_names=["a", "b", "c", "d"])
+    assert config.num_labels == 4 and config.id2label == {0: "a", 1: "b", 2: "c", 3: "d"}
+    with pytest.raises(ConversionError, match="num_labels = 3 but 4 label names"):
+        build_mano_config(Swinv2Config(**TINY), num_labels=3, label_names=["a", "b", "c", "d"])
+    with pytest.raises(ConversionError, match="distinct"):
+        build_mano_config(Swinv2Config(**TINY), label_names=["a", "a"])
+
+
+def test_projector_keys_are_exactly_the_keys_swinv2_lacks() -> None:
+    config = ManoConfig(**TINY, num_labels=4)
+    mano_keys = set(ManoForImageClassification(config).state_dict())
+    swinv2_keys = set(Swinv2ForImageClassification(swinv2_twin_config(config)).state_dict())
+    assert mano_keys - swinv2_keys == set(projector_keys(config)) and swinv2_keys <= mano_keys
+    assert len(projector_keys(config)) == 2 * (2 + 1)  # stages 1 and 2 have more than one level
+    assert projector_keys(ManoConfig(**TINY, projector_type="pool")) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["Swinv2Model", "Swinv2ForImageClassification", "Swinv2ForMaskedImageModeling"],
+    ids=["from-base", "from-classifier", "from-simmim"],
+)
+def test_convert_state_dict_moves_the_body_under_a_new_classifier(source: str) -> None:
+    swinv2_config = Swinv2Config(**TINY, num_labels=3)
+    state_dict = SWINV2_CLASSES[source](swinv2_config).state_dict()
+    stale = "swinv2.encoder.layers.0.blocks.0.attention.self.relative_position_index"
+    state_dict[stale.removeprefix("swinv2." if source == "Swinv2Model" else "")] = torch.zeros(4, dtype=torch.long)
+    assert swinv2_architecture(state_dict) == source
+    config = build_mano_config(swinv2_config, num_labels=7)
+
+    conversion = convert_state_dict(state_dict, config, source, "Swinv2ForImageClassification", replace_classifier=True)
+
+    target_keys = set(ManoForImageClassification(config).state_dict())
+    assert set(conversion.state_dict) | set(conversion.new_keys) == target_keys
+    assert set(conversion.new_keys) == set(projector_keys(config)) | {"classifier.weight", "classifier.bias"}
+    assert all(key.startswith("swinv2.") for key in conversion.state_dict)
+    reasons = set(conversion.dropped.values())
+    assert "derived table, recomputed by the model" in reasons
+    if source == "Swinv2ForMaskedImageModeling":
+        assert conversion.dropped["swinv2.embeddings.mask_token"] == "SimMIM mask token, unused by the target"
+        assert any(key.startswith("decoder.") for key in conversion.dropped)
+    body = "embeddings.patch_embeddings.projection.weight"
+    source_key = body if source == "Swinv2Model" else f"swinv2.{body}"
+    assert conversion.state_dict[f"swinv2.{body}"] is state_dict[source_key]  # renamed, not copied
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Whole conversions
+
+
+@pytest.mark.parametrize(
+    "architecture",
+    ["Swinv2Model", "Swinv2ForImageClassification", "Swinv2ForMaskedImageModeling", "Swinv2Backbone"],
+    ids=["base", "classifier", "simmim", "backbone"],
+)
+def test_conversion_reproduces_swinv2_and_reloads(tmp_path: Path, architecture: str) -> None:
+    source = make_swinv2_checkpoint(tmp_path / "swinv2", architecture, out_features=["stage1", "stage3"])
+
+    report = convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano")
+
+    mano_name = architecture.replace("Swinv2", "Mano")
+    assert report.target_architecture == mano_name and report.source_architecture == architecture
+    assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-5 and report.exact_expected
+    assert [plan.num_levels for plan in report.level_plan] == [3, 2, 1]
+    assert report.delta == report.projector_parameters == 2 * (2 * 8 * 8 * 4) + 2 * (1 * 16 * 16 * 4)
+    assert report.source_parameters == source.num_parameters()
+    assert listing(tmp_path / "mano") == REPOSITORY_FILES
+    config = json.loads((tmp_path / "mano" / "config.json").read_text())
+    assert config["model_type"] == "mano" and config["architectures"] == [mano_name]
+    reloaded = getattr(transformers_mano, mano_name).from_pretrained(tmp_path / "mano")
+    saved = load_file(tmp_path / "mano" / "model.safetensors")
+    for key, tensor in source.state_dict().items():
+        assert torch.equal(saved[key], tensor), key
+    prefix = "swinv2." if "For" in architecture else ""
+    assert set(saved) - set(source.state_dict()) == set(projector_keys(reloaded.config, prefix))
+
+
+def test_swinv2_tiny_shape_through_the_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SwinV2-T at 256 px, window 8, 1000 classes: levels [3, 2, 1, 1], +737,280 parameters, exact logits."""
+    make_swinv2_checkpoint(
+        tmp_path / "swinv2-t", num_labels=1000, image_size=256, patch_size=4, window_size=8,
+        embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+    )
+
+    exit_code = convert_swinv2_to_mano.main(
+        ["--swinv2_checkpoint", str(tmp_path / "swinv2-t"), "--output_dir", str(tmp_path / "mano-tiny"),
+         "--levels", "3", "2", "1", "1", "--base_model", BASE_MODEL, "--num_check_inputs", "1"]
+    )
+
+    printed = capsys.readouterr().out
+    assert exit_code == 0, printed
+    print(printed)
+    assert "28,347,154 -> 29,084,434 (delta +737,280, +2.60 %; projectors +737,280)" in printed
+    assert "stage 1: 3 level(s) (64x64 -> 32x32 -> 16x16) in 2 layer(s), +147,456 projector parameters" in printed
+    assert "stage 2: 2 level(s) (32x32 -> 16x16) in 2 layer(s), +589,824 projector parameters" in printed
+    assert "stage 4: 1 level(s) (8x8) in 2 layer(s)\n" in printed
+    difference = float(printed.split("max |logits diff|: ")[1].split(" ")[0])
+    assert difference <= 1e-5
+    assert listing(tmp_path / "mano-tiny") == REPOSITORY_FILES
+    assert ManoConfig.from_pretrained(tmp_path / "mano-tiny").resolved_num_levels() == [3, 2, 1, 1]
+
+
+def test_22k_style_checkpoint_with_new_head(tmp_path: Path) -> None:
+    """A window-12-to-16 style checkpoint (pretrained_window_sizes) with a 22k-style head replaced by a 5-way one."""
+    source = make_swinv2_checkpoint(
+        tmp_path / "swinv2-22k", window_size=4, pretrained_window_sizes=[2, 2, 1], num_labels=40
+    )
+    names = ["daisy", "rose", "tulip", "iris", "lily"]
+
+    report = convert_swinv2_checkpoint(tmp_path / "swinv2-22k", tmp_path / "mano", label_names=names)
+
+    assert report.max_abs_diff <= 1e-5 and [plan.num_levels for plan in report.level_plan] == [2, 1, 1]
+    assert report.head.startswith("classifier re-initialised: Linear(32 -> 5)")
+    assert set(report.dropped) == {"classifier.weight", "classifier.bias"}
+    assert report.delta == report.projector_parameters + (32 * 5 + 5) - (32 * 40 + 40)
+    model = ManoForImageClassification.from_pretrained(tmp_path / "mano")
+    assert model.config.pretrained_window_sizes == [2, 2, 1] and model.config.id2label == dict(enumerate(names))
+    for key, tensor in source.state_dict().items():
+        if not key.startswith("classifier."):
+            assert torch.equal(model.state_dict()[key], tensor), key
+    assert model.classifier.weight.shape == (5, 32) and torch.all(model.classifier.bias == 0)
+
+
+def test_same_labels_keep_the_head_and_other_inits_are_reported(tmp_path: Path) -> None:
+    make_swinv2_checkpoint(tmp_path / "swinv2", num_labels=2, id2label={0: "no", 1: "yes"})
+    report = convert_swinv2_checkpoint(
+        tmp_path / "swinv2", tmp_path / "mano", label_names=["no", "yes"], projector_init="avg_pool_nearest_up"
+    )
+    assert report.head == "classifier kept from the source (2 labels)"
+    assert not report.exact_expected and report.max_abs_diff > 1e-5  # the far field is active from the start
+    assert "differs by design" in report.format()
+
+
+def test_bin_weights_load_through_weights_only(tmp_path: Path) -> None:
+    source = make_swinv2_checkpoint(tmp_path / "swinv2")
+    (tmp_path / "swinv2" / "model.safetensors").unlink()
+    torch.save(source.state_dict(), tmp_path / "swinv2" / "pytorch_model.bin")
+    report = convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", num_check_inputs=1)
+    assert report.max_abs_diff <= 1e-5
+
+    torch.save({"weight": PicklePayload()}, tmp_path / "swinv2" / "pytorch_model.bin")
+    with pytest.raises(ConversionError, match=r"pytorch_model.bin of .* is not a readable PyTorch \(weights only\)"):
+        convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "other")
+
+
+def test_hub_ids_are_fetched_through_huggingface_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_swinv2_checkpoint(tmp_path / "hub")
+    (tmp_path / "hub" / "pytorch_model.bin").write_bytes(b"never read: safetensors is preferred")
+    downloads = []
+
+    class FakeApi:
+        def list_repo_files(self, repo_id: str, revision: str | None = None) -> list[str]:
+            assert (repo_id, revision) == ("someone/swinv2-tiny", "main")
+            return [*listing(tmp_path / "hub"), "README.md"]
+
+    def fake_download(repo_id: str, filename: str, revision: str | None = None) -> str:
+        downloads.append(filename)
+        return str(tmp_path / "hub" / filename)
+
+    monkeypatch.setattr(convert_module, "HfApi", FakeApi)
+    monkeypatch.setattr(convert_module, "hf_hub_download", fake_download)
+    monkeypatch.chdir(tmp_path)
+    report = convert_swinv2_checkpoint("someone/swinv2-tiny", tmp_path / "mano", revision="main", num_check_inputs=1)
+    assert sorted(downloads) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert report.source == "someone/swinv2-tiny"
+    assert ModelCard.load(tmp_path / "mano" / "README.md").data.base_model == "someone/swinv2-tiny"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_a_vit_checkpoint_is_refused_by_its_model_type(tmp_path: Path) -> None:
+    vit = ViTConfig(image_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    ViTForImageClassification(vit).save_pretrained(tmp_path / "vit")
+    with pytest.raises(ConversionError, match="model_type 'vit'; only SwinV2 checkpoints"):
+        convert_swinv2_checkpoint(tmp_path / "vit", tmp_path / "mano")
+    assert listing(tmp_path) == ["vit"]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "has no weights: expected model.safetensors"),
+        ("corrupt", "model.safetensors of .* is not a readable safetensors weight file"),
+        ("no-config", "has no config.json"),
+        ("wrong-shapes", "do not match the shapes its config.json implies"),
+        ("foreign-keys", "do not fit ManoForImageClassification: missing .* unexpected"),
+    ],
+)
+def test_broken_checkpoints_fail_clearly_and_write_nothing(tmp_path: Path, damage: str, message: str) -> None:
+    folder = tmp_path / "swinv2"
+    make_swinv2_checkpoint(folder)
+    weights = folder / "model.safetensors"
+    if damage == "missing":
+        weights.unlink()
+    elif damage == "corrupt":
+        weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}" + bytes(64))
+    elif damage == "no-config":
+        (folder / "config.json").unlink()
+    elif damage == "wrong-shapes":
+        config = json.loads((folder / "config.json").read_text())
+        config["mlp_ratio"] = 2.0
+        (folder / "config.json").write_text(json.dumps(config))
+    elif damage == "foreign-keys":
+        state_dict = load_file(weights)
+        state_dict["swinv2.encoder.layers.0.blocks.0.extra.weight"] = state_dict.pop("swinv2.layernorm.weight")
+        save_file(state_dict, weights)
+    with pytest.raises(ConversionError, match=message):
+        convert_swinv2_checkpoint(folder, tmp_path / "mano")
+    assert listing(tmp_path) == ["swinv2"]
+
+
+def test_missing_folders_and_bad_arguments_fail_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match="neither a local checkpoint folder nor a Hugging Face Hub id"):
+        convert_swinv2_checkpoint(tmp_path / "nowhere", tmp_path / "mano")
+    with pytest.raises(ConversionError, match="push_to_hub needs hub_model_id"):
+        convert_swinv2_checkpoint(tmp_path / "nowhere", tmp_path / "mano", push_to_hub=True)
+    with pytest.raises(ConversionError, match="projector_init must be one of"):
+        convert_swinv2_checkpoint(tmp_path / "nowhere", tmp_path / "mano", projector_init="zeros")
+    make_swinv2_checkpoint(tmp_path / "swinv2")
+    with pytest.raises(ConversionError, match=r"num_levels\[0\] = 6 is too deep for the 16x16 token grid"):
+        convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", num_levels=[6, 1, 1])
+    with pytest.raises(ConversionError, match="is the source checkpoint folder"):
+        convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "swinv2", overwrite=True)
+    assert listing(tmp_path) == ["swinv2"]
+
+
+def test_existing_output_is_refused_without_overwrite_and_kept_on_failure(tmp_path: Path) -> None:
+    make_swinv2_checkpoint(tmp_path / "swinv2")
+    (tmp_path / "mano").mkdir()
+    (tmp_path / "mano" / "keep.txt").write_text("mine")
+    with pytest.raises(ConversionError, match="exists; pass overwrite=True"):
+        convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano")
+    arguments = ["--swinv2_checkpoint", str(tmp_path / "swinv2"), "--output_dir", str(tmp_path / "mano")]
+    assert convert_swinv2_to_mano.main(arguments) == 1
+
+    # A failure while writing (here: no card template) leaves neither a partial folder nor a changed old one.
+    with pytest.raises(ConversionError, match="model card template"):
+        convert_swinv2_checkpoint(
+            tmp_path / "swinv2", tmp_path / "mano", overwrite=True, card_template=tmp_path / "absent.md",
+            num_check_inputs=0,
+        )
+    assert listing(tmp_path) == ["mano", "swinv2"] and listing(tmp_path / "mano") == ["keep.txt"]
+
+    convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", overwrite=True, num_check_inputs=0)
+    assert listing(tmp_path) == ["mano", "swinv2"] and listing(tmp_path / "mano") == REPOSITORY_FILES
+
+
+def test_a_failed_numeric_check_writes_nothing(tmp_path: Path) -> None:
+    make_swinv2_checkpoint(tmp_path / "swinv2")
+    with pytest.raises(ConversionError, match=r"differs from the source by .* > tolerance -1 .*; nothing was written"):
+        convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", tolerance=-1.0, num_check_inputs=1)
+    assert listing(tmp_path) == ["swinv2"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The repository that would be published
+
+
+def test_output_folder_is_the_complete_hub_repository(converted) -> None:
+    source, output, report = converted
+    assert listing(output) == REPOSITORY_FILES == report.files
+    assert (output / "preprocessor_config.json").read_bytes() == (source / "preprocessor_config.json").read_bytes()
+    config = json.loads((output / "config.json").read_text())
+    assert set(config["auto_map"]) == AUTO_MAP_KEYS
+    for reference in config["auto_map"].values():
+        module, _ = reference.split(".")
+        assert (output / f"{module}.py").is_file()
+    assert config["id2label"] == {"0": "cat", "1": "dog", "2": "fox"}
+
+    card = ModelCard.load(output / "README.md")
+    metadata = card.data.to_dict()
+    assert metadata["library_name"] == "transformers" and metadata["pipeline_tag"] == "image-classification"
+    assert metadata["base_model"] == BASE_MODEL and metadata["license"] == "apache-2.0"
+    assert {"mano", "swinv2", "image-classification"} <= set(metadata["tags"])
+    headings = [line for line in card.text.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Model details", "## Uses", "## Limitations", "## How to start", "## Training", "## Evaluation",
+        "## Citation",
+    ]
+    assert "2507.02748" in card.text.split("## Citation")[1] and 'model="org/mano-x"' in card.text
+    assert f"{report.max_abs_diff:.3e}" in card.text and "$" not in card.text.replace("$$", "")
+
+
+def test_push_is_opt_in_and_uploads_the_folder_as_written(converted, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, output, _ = converted
+    calls = []
+
+    class RecordingApi:
+        def __init__(self, token: str | None = None) -> None:
+            calls.append(("init", token))
+
+        def create_repo(self, repo_id: str, **kwargs) -> None:
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, folder_path: str, repo_id: str, **kwargs) -> str:
+            calls.append(("upload_folder", listing(Path(folder_path)), repo_id))
+            return f"https://huggingface.co/{repo_id}/commit/0"
+
+    url = push_folder_to_hub(output, "org/mano-x", api=RecordingApi())
+    assert url == "https://huggingface.co/org/mano-x/commit/0"
+    assert calls[1] == ("create_repo", "org/mano-x", {"repo_type": "model", "private": False, "exist_ok": True})
+    assert calls[2] == ("upload_folder", REPOSITORY_FILES, "org/mano-x")
+
+    calls.clear()
+    monkeypatch.setattr(convert_module, "HfApi", RecordingApi)
+    source = output.parent / "swinv2"
+    convert_swinv2_checkpoint(source, output.parent / "not-pushed", num_check_inputs=0)
+    assert calls == []
+    report = convert_swinv2_checkpoint(
+        source, output.parent / "pushed", num_check_inputs=0, push_to_hub=True, hub_model_id="org/mano-x", token="t"
+    )
+    assert [call[0] for call in calls] == ["init", "create_repo", "upload_folder"] and calls[0] == ("init", "t")
+    assert report.pushed_to.endswith("/commit/0") and "pushed to:" in report.format()
+
+
+def test_pipeline_with_the_package(converted) -> None:
+    _, output, _ = converted
+    classifier = pipeline("image-classification", model=str(output))
+    assert isinstance(classifier.model, ManoForImageClassification)
+    predictions = classifier(Image.new("RGB", (80, 50), color=(200, 30, 90)), top_k=3)
+    assert sorted(p["label"] for p in predictions) == ["cat", "dog", "fox"]
+    assert AutoModelForImageClassification.from_pretrained(output).config.model_type == "mano"
+
+
+def test_pipeline_without_the_package_through_remote_code(converted, tmp_path: Path) -> None:
+    _, output, _ = converted
+    script = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+
+        class BlockMano(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "transformers_mano" or name.startswith("transformers_mano."):
+                    raise ImportError("transformers_mano is blocked in this test")
+                return None
+
+        sys.meta_path.insert(0, BlockMano())
+        from PIL import Image
+        from transformers import pipeline
+
+        classifier = pipeline("image-classification", model={str(output)!r}, trust_remote_code=True)
+        predictions = classifier(Image.new("RGB", (64, 64), color=(10, 200, 30)), top_k=3)
+        assert "transformers_mano" not in sys.modules
+        print(type(classifier.model).__module__, type(classifier.model).__name__)
+        print(sorted(p["label"] for p in predictions))
+        """
+    )
+    environment = os.environ | {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=240, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    module, name = result.stdout.splitlines()[-2].split()
+    assert name == "ManoForImageClassification" and module.startswith("transformers_modules.")
+    assert result.stdout.splitlines()[-1] == "['cat', 'dog', 'fox']"
