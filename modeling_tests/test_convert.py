@@ -211,7 +211,8 @@ def test_swinv2_tiny_shape_through_the_script(tmp_path: Path, capsys: pytest.Cap
     printed = capsys.readouterr().out
     assert exit_code == 0, printed
     print(printed)
-    assert "28,347,154 -> 29,084,434 (delta +737,280, +2.60 %; projectors +737,280)" in printed
+    assert "28,347,154 -> 29,084,434 (delta +737,280, +2.60 %)" in printed
+    assert "+737,280 (+2.67 % of the 27,578,154 parameters of the source without its head)" in printed
     assert "stage 1: 3 level(s) (64x64 -> 32x32 -> 16x16) in 2 layer(s), +147,456 projector parameters" in printed
     assert "stage 2: 2 level(s) (32x32 -> 16x16) in 2 layer(s), +589,824 projector parameters" in printed
     assert "stage 4: 1 level(s) (8x8) in 2 layer(s)\n" in printed

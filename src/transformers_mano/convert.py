@@ -424,6 +424,7 @@ class ConversionReport:
     source_architecture: str
     target_architecture: str
     source_parameters: int
+    source_body_parameters: int
     target_parameters: int
     projector_parameters: int
     level_plan: list[StagePlan]
@@ -448,7 +449,8 @@ class ConversionReport:
 
     def format(self) -> str:
         """The report as printed by `scripts/convert_swinv2_to_mano.py`."""
-        relative = 100.0 * self.delta / self.source_parameters if self.source_parameters else float("nan")
+        relative = 100.0 * self.delta / self.source_parameters
+        relative_body = 100.0 * self.projector_parameters / self.source_body_parameters
         if self.max_abs_diff is None:
             check = "not run (num_check_inputs = 0)"
         else:
@@ -458,8 +460,10 @@ class ConversionReport:
             f"source:            {self.source} ({self.source_architecture})",
             f"target:            {self.output_dir} ({self.target_architecture})",
             f"parameters:        {self.source_parameters:,} -> {self.target_parameters:,} "
-            f"(delta {self.delta:+,}, {relative:+.2f} %; projectors +{self.projector_parameters:,})",
-            f"projectors:        type {self.projector_type}, init {self.projector_init}, "
+            f"(delta {self.delta:+,}, {relative:+.2f} %)",
+            f"projectors:        +{self.projector_parameters:,} ({relative_body:+.2f} % of the "
+            f"{self.source_body_parameters:,} parameters of the source without its head)",
+            f"                   type {self.projector_type}, init {self.projector_init}, "
             f"level weighting {self.level_weighting}",
             "level plan:",
             *(f"  {plan.describe()}" for plan in self.level_plan),
@@ -732,6 +736,10 @@ def _describe(
         source_parameters=sum(
             tensor.numel() for key, tensor in checkpoint.state_dict.items()
             if not key.endswith(_DERIVED_BUFFER_SUFFIXES)
+        ),
+        source_body_parameters=sum(
+            tensor.numel() for key, tensor in checkpoint.state_dict.items()
+            if not key.endswith(_DERIVED_BUFFER_SUFFIXES) and not key.startswith(("classifier.", "decoder."))
         ),
         target_parameters=model.num_parameters(),
         projector_parameters=projector_parameters,
