@@ -10,8 +10,11 @@ new keys. The constructors below mirror those of transformers 5.23 (`Swinv2Stage
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.models.swinv2.modeling_swinv2 import (
     Swinv2Backbone,
@@ -32,7 +35,9 @@ from .configuration_mano import ManoConfig
 from .multipole import (
     MultipoleDownsample,
     MultipoleUpsample,
+    accumulate_levels,
     build_projectors,
+    coarsen_levels,
     multipole_attention,
     plan_num_levels,
     projector_init_weight,
@@ -93,6 +98,7 @@ class ManoLayer(Swinv2Layer):
         min_coarse_side: int = 1,
     ) -> None:
         super().__init__(config, dim, input_resolution, num_heads, drop_path_rate, shift_size, pretrained_window_size)
+        self.config = config  # read at run time: `attn_implementation` may change after construction
         self.num_levels = num_levels
         self.min_coarse_side = min_coarse_side
         self.sampling_rate = config.sampling_rate
@@ -101,12 +107,18 @@ class ManoLayer(Swinv2Layer):
             self.down, self.up = build_projectors(dim, config.sampling_rate, config.projector_type)
         else:
             self.down = self.up = None
+        # the last inference-time attention mask of the fused path and its key: a derived table, never saved
+        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
 
     def num_levels_for(self, height: int, width: int) -> int:
         """Level count for a (height, width) token grid: the far field follows the input size."""
         if self.down is None:
             return 1
         return plan_num_levels(height, width, self.min_coarse_side, self.sampling_rate)
+
+    def level_shift(self, level: int, height: int, width: int) -> int:
+        """Cyclic shift of a level: SwinV2's at full resolution; coarser grids shift only where larger than a window."""
+        return self.shift_size if level == 0 or min(height, width) > self.window_size else 0
 
     def window_attention(
         self, grid: torch.Tensor, level: int = 0, output_attentions: bool = False
@@ -126,7 +138,7 @@ class ManoLayer(Swinv2Layer):
         window = self.window_size
         grid, pad_values = self.maybe_pad(grid, height, width)
         _, height_pad, width_pad, _ = grid.shape
-        shift = self.shift_size if level == 0 or min(height, width) > window else 0
+        shift = self.level_shift(level, height, width)
         if shift > 0:
             grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
             attn_mask = self.get_attn_mask(height_pad, width_pad, dtype=grid.dtype, device=grid.device)
@@ -144,6 +156,119 @@ class ManoLayer(Swinv2Layer):
             grid = grid[:, :height, :width, :].contiguous()
         attentions = attention_outputs[1] if output_attentions else None
         return grid, attentions
+
+    def fused_window_attention(self, grids: list[torch.Tensor]) -> list[torch.Tensor]:
+        """`window_attention` of every level at once, through `scaled_dot_product_attention`.
+
+        SwinV2's cosine attention is softmax(s * cos(q, k) + B + S) v, with a per-head logit scale s, the continuous
+        position bias B (one table per layer, shared by all windows and levels) and the shift mask S. Normalising q
+        and k, folding s into q and passing B + S as an additive mask gives the same result from SDPA with scale 1.
+        One fused q/k/v projection, one attention call and one output projection serve all levels' windows.
+
+        Args:
+            grids: per level, finest first, (B, h_l, w_l, C).
+
+        Returns:
+            per level, (B, h_l, w_l, C).
+        """
+        attention = self.attention.self
+        window, heads, head_dim = self.window_size, attention.num_attention_heads, attention.attention_head_size
+        tokens = window * window  # M
+        batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
+
+        windows, layouts = [], []
+        for level, grid in enumerate(grids):
+            height, width = grid.shape[1:3]
+            grid, _ = self.maybe_pad(grid, height, width)
+            height_pad, width_pad = grid.shape[1:3]
+            shift = self.level_shift(level, height, width)
+            if shift > 0:
+                grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
+            rows, cols = height_pad // window, width_pad // window
+            grid = grid.view(batch_size, rows, window, cols, window, channels).transpose(2, 3)  # B, nH, nW, Wh, Ww, C
+            windows.append(grid.reshape(batch_size, rows * cols, tokens, channels))  # B, nW_l, M, C
+            layouts.append((height, width, height_pad, width_pad, shift))
+        windows = torch.cat(windows, dim=1) if len(windows) > 1 else windows[0]  # B, nW, M, C
+        num_windows = windows.shape[1]
+
+        weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
+        bias = None
+        if attention.query.bias is not None:
+            bias = torch.cat([attention.query.bias, torch.zeros_like(attention.query.bias), attention.value.bias])
+        qkv = F.linear(windows, weight, bias).view(batch_size, num_windows, tokens, 3, heads, head_dim)
+        qkv = qkv.permute(3, 0, 1, 4, 2, 5).contiguous()  # 3, B, nW, heads, M, d
+        query, key, value = qkv.unbind(0)
+        # cosine similarity with the logit scale folded into q: one pass each over q and k
+        logit_scale = torch.clamp(attention.logit_scale, max=math.log(1.0 / 0.01)).exp()  # heads, 1, 1
+        query = query * (logit_scale / query.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        key = key * (1.0 / key.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+        mask = self.attention_bias(layouts, windows.dtype, windows.device)
+        if mask.dim() == 3:  # one (heads, M, M) bias for every window
+            shape = (batch_size * num_windows, heads, tokens, head_dim)
+        else:  # a (1, nW*heads, M, M) mask: windows and heads flattened together, broadcast over the batch
+            shape = (batch_size, num_windows * heads, tokens, head_dim)
+        dropout = attention.dropout.p if self.training else 0.0
+        context = F.scaled_dot_product_attention(
+            query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=mask, dropout_p=dropout, scale=1.0
+        )
+        context = context.view(batch_size, num_windows, heads, tokens, head_dim).transpose(2, 3)  # B, nW, M, heads, d
+        context = self.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
+
+        outputs = []
+        level_windows = context.split(self._windows_per_level(layouts), dim=1)
+        for level_context, (height, width, height_pad, width_pad, shift) in zip(level_windows, layouts):
+            level_context = level_context.reshape(-1, window, window, channels)  # B*nW_l, Wh, Ww, C
+            grid = window_reverse(level_context, window, height_pad, width_pad)  # B, H', W', C
+            if shift > 0:
+                grid = torch.roll(grid, shifts=(shift, shift), dims=(1, 2))
+            outputs.append(grid[:, :height, :width])
+        return outputs
+
+    def _windows_per_level(self, layouts: list[tuple[int, ...]]) -> list[int]:
+        """Number of windows nW_l of each level's padded grid."""
+        window = self.window_size
+        return [(height_pad // window) * (width_pad // window) for _, _, height_pad, width_pad, _ in layouts]
+
+    def position_bias(self) -> torch.Tensor:
+        """SwinV2's continuous relative position bias of this layer, (heads, M, M)."""
+        attention = self.attention.self
+        table = attention.continuous_position_bias_mlp(attention.relative_coords_table).view(
+            -1, attention.num_attention_heads
+        )
+        tokens = self.window_size * self.window_size
+        bias = table[attention.relative_position_index.view(-1)].view(tokens, tokens, -1)  # M, M, heads
+        return 16 * torch.sigmoid(bias.permute(2, 0, 1).contiguous())  # heads, M, M
+
+    def attention_bias(self, layouts: list[tuple[int, ...]], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The additive mask of `fused_window_attention`: position bias plus the shift masks of shifted levels.
+
+        (heads, M, M) when no level is shifted, else (1, nW*heads, M, M) with windows in level order. Built once per
+        forward while training (the bias moves with the weights); without autograd it is kept for the next call with
+        the same grid layout and unchanged weights.
+        """
+        key = None
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            versions = tuple((p.data_ptr(), p._version) for p in self.attention.self.continuous_position_bias_mlp.parameters())
+            key = (tuple(layouts), dtype, device, versions)
+            if self._bias_cache is not None and self._bias_cache[0] == key:
+                return self._bias_cache[1]
+        position_bias = self.position_bias().to(dtype)
+        if all(shift == 0 for *_, shift in layouts):
+            mask = position_bias
+        else:
+            per_level = []
+            for (_, _, height_pad, width_pad, shift), num_windows in zip(layouts, self._windows_per_level(layouts)):
+                if shift == 0:
+                    per_level.append(position_bias.expand(num_windows, -1, -1, -1))
+                else:
+                    shift_mask = self.get_attn_mask(height_pad, width_pad, dtype=dtype, device=device)  # nW_l, M, M
+                    per_level.append(position_bias + shift_mask[:, None])
+            tokens = position_bias.shape[-1]
+            mask = torch.cat(per_level).view(1, -1, tokens, tokens)
+        if key is not None:
+            self._bias_cache = (key, mask)
+        return mask
 
     def forward(
         self,
@@ -165,8 +290,12 @@ class ManoLayer(Swinv2Layer):
 
         grid = hidden_states.view(batch_size, height, width, channels)
         num_levels = self.num_levels_for(height, width)
-        attention_output = multipole_attention(grid, attend, self.down, self.up, num_levels, self.level_weighting)
-        attention_output = attention_output.view(batch_size, height * width, channels)
+        if output_attentions or self.config._attn_implementation != "sdpa":
+            attention_output = multipole_attention(grid, attend, self.down, self.up, num_levels, self.level_weighting)
+        else:  # the same V-cycle, every level's windows in one attention call
+            levels = coarsen_levels(grid, self.down, num_levels)
+            attention_output = accumulate_levels(self.fused_window_attention(levels), self.up, self.level_weighting)
+        attention_output = attention_output.reshape(batch_size, height * width, channels)
 
         hidden_states = shortcut + self.drop_path(self.layernorm_before(attention_output))
         layer_output = self.output(self.intermediate(hidden_states))
@@ -252,6 +381,7 @@ class ManoPreTrainedModel(Swinv2PreTrainedModel):
     config_class = ManoConfig
     base_model_prefix = "swinv2"
     _no_split_modules = ["ManoStage"]
+    _supports_sdpa = True
     # Trainer scales a loss by the world size for models taking **kwargs, unless told they do not use them.
     accepts_loss_kwargs = False
 

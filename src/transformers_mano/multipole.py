@@ -212,11 +212,19 @@ def multipole_attention(
     Returns:
         (B, H, W, C), the sum of every level's attention output at full resolution.
     """
+    grids = coarsen_levels(grid, down, num_levels)
+    outputs = [attend(level_grid, level) for level, level_grid in enumerate(grids)]
+    return accumulate_levels(outputs, up, weighting)
+
+
+def coarsen_levels(
+    grid: torch.Tensor, down: Callable[[torch.Tensor], torch.Tensor] | None, num_levels: int
+) -> list[torch.Tensor]:
+    """The grids of every level, finest first: `x_0 = grid`, `x_l = down(x_{l-1})`, each (B, h_l, w_l, C)."""
     grids = [grid]
     for _ in range(1, num_levels):
         grids.append(down(grids[-1]))  # B, ceil(h/r), ceil(w/r), C
-    outputs = [attend(level_grid, level) for level, level_grid in enumerate(grids)]
-    return accumulate_levels(outputs, up, weighting)
+    return grids
 
 
 def accumulate_levels(
@@ -244,6 +252,7 @@ __all__ = [
     "accumulate_levels",
     "build_projectors",
     "coarse_grid_size",
+    "coarsen_levels",
     "init_projectors",
     "level_weights",
     "multipole_attention",
