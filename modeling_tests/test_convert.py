@@ -265,6 +265,15 @@ def test_bin_weights_load_through_weights_only(tmp_path: Path) -> None:
         convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "other")
 
 
+def test_sharded_safetensors_are_read_through_their_index(tmp_path: Path) -> None:
+    source = make_swinv2_checkpoint(tmp_path / "swinv2")
+    (tmp_path / "swinv2" / "model.safetensors").unlink()
+    source.save_pretrained(tmp_path / "swinv2", max_shard_size="20KB")
+    assert len(list((tmp_path / "swinv2").glob("model-*.safetensors"))) > 1
+    report = convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", num_check_inputs=1)
+    assert report.max_abs_diff <= 1e-5 and report.source_parameters == source.num_parameters()
+
+
 def test_hub_ids_are_fetched_through_huggingface_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_swinv2_checkpoint(tmp_path / "hub")
     (tmp_path / "hub" / "pytorch_model.bin").write_bytes(b"never read: safetensors is preferred")
