@@ -579,8 +579,8 @@ def render_model_card(
     source = base_model or Path(report.source).name  # never a local path in a published card
     if report.exact_expected:
         starting_point = (
-            f"Freshly converted: this model computes exactly what `{source}` computes (the `up` projectors start at "
-            "zero), so its coarse levels contribute nothing until the model is fine-tuned."
+            f"Freshly converted: this model computes what `{source}` computes, up to float rounding (the `up` "
+            "projectors start at zero), so its coarse levels contribute nothing until the model is fine-tuned."
         )
     else:
         starting_point = (
