@@ -270,6 +270,31 @@ class ManoLayer(Swinv2Layer):
             self._bias_cache = (key, mask)
         return mask
 
+    def multipole_window_attention(
+        self, grid: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The token mixing of this layer: multipole attention over a (B, H, W, C) grid, levels following its size.
+
+        Returns (B, H, W, C) and, with `output_attentions`, the full-resolution level's attention probabilities
+        (nW*B, heads, M, M), as SwinV2 returns them. Those need the eager path; otherwise the fused SDPA path runs
+        when `config._attn_implementation == "sdpa"`.
+        """
+        num_levels = self.num_levels_for(grid.shape[1], grid.shape[2])
+        if output_attentions or self.config._attn_implementation != "sdpa":
+            full_resolution_attentions = []
+
+            def attend(level_grid: torch.Tensor, level: int) -> torch.Tensor:
+                output, attentions = self.window_attention(level_grid, level, output_attentions and level == 0)
+                if attentions is not None:
+                    full_resolution_attentions.append(attentions)
+                return output
+
+            output = multipole_attention(grid, attend, self.down, self.up, num_levels, self.level_weighting)
+            return output, (full_resolution_attentions[0] if output_attentions else None)
+        # the same V-cycle with every level's windows in one attention call
+        levels = coarsen_levels(grid, self.down, num_levels)
+        return accumulate_levels(self.fused_window_attention(levels), self.up, self.level_weighting), None
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -280,29 +305,14 @@ class ManoLayer(Swinv2Layer):
         height, width = input_dimensions
         batch_size, _, channels = hidden_states.size()
         shortcut = hidden_states
-        full_resolution_attentions = []
-
-        def attend(grid: torch.Tensor, level: int) -> torch.Tensor:
-            output, attentions = self.window_attention(grid, level, output_attentions and level == 0)
-            if attentions is not None:
-                full_resolution_attentions.append(attentions)
-            return output
-
         grid = hidden_states.view(batch_size, height, width, channels)
-        num_levels = self.num_levels_for(height, width)
-        if output_attentions or self.config._attn_implementation != "sdpa":
-            attention_output = multipole_attention(grid, attend, self.down, self.up, num_levels, self.level_weighting)
-        else:  # the same V-cycle, every level's windows in one attention call
-            levels = coarsen_levels(grid, self.down, num_levels)
-            attention_output = accumulate_levels(self.fused_window_attention(levels), self.up, self.level_weighting)
+        attention_output, attentions = self.multipole_window_attention(grid, bool(output_attentions))
         attention_output = attention_output.reshape(batch_size, height * width, channels)
 
         hidden_states = shortcut + self.drop_path(self.layernorm_before(attention_output))
         layer_output = self.output(self.intermediate(hidden_states))
         layer_output = hidden_states + self.drop_path(self.layernorm_after(layer_output))
-        if output_attentions:
-            return layer_output, full_resolution_attentions[0]
-        return (layer_output,)
+        return (layer_output, attentions) if output_attentions else (layer_output,)
 
     def extra_repr(self) -> str:
         return f"num_levels={self.num_levels}, min_coarse_side={self.min_coarse_side}"
