@@ -485,10 +485,12 @@ def test_default_config_is_mano_tiny():
 
 def test_swinv2_arguments_alone_make_a_valid_config():
     swinv2 = Swinv2Config(image_size=384, window_size=12, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32])
-    config = ManoConfig(**{k: v for k, v in swinv2.to_dict().items() if k != "model_type"})
+    config = ManoConfig(**swinv2.to_dict())
     # 96 -> 48 -> 24 (two windows of 12), 48 -> 24, 24, 12
     assert config.resolved_num_levels() == [3, 2, 1, 1]
-    assert config.model_type == "mano"
+    assert config.model_type == "mano" and config.to_dict()["model_type"] == "mano"
+    with pytest.raises(ValueError, match="'vit'"):
+        ManoConfig(model_type="vit")
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,10 @@ class ManoConfig(Swinv2Config):
     projector_init: str = "avg_pool_zero_up"
 
     def __post_init__(self, **kwargs):
+        # a SwinV2 config dict carries its model type; the instance must report MANO's
+        source_type = kwargs.pop("model_type", self.model_type)
+        if source_type not in (self.model_type, "swinv2"):
+            raise ValueError(f"ManoConfig is built from MANO or SwinV2 settings, got model_type {source_type!r}")
         mano_fields = ("num_levels", "sampling_rate", "projector_type", "level_weighting", "projector_init")
         for key in kwargs:
             if hasattr(type(self), key):  # a property of PreTrainedConfig, such as num_labels

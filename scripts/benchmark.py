@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Measure MANO's scaling against window and global attention, and mano-tiny against SwinV2-T.
+
+    python scripts/benchmark.py                                  # CPU sweep
+    python scripts/benchmark.py --device cuda --dtype bfloat16   # on a GPU
+
+Writes results.json, results.csv and scaling.png (log-log) into --output_dir and prints the table, the fitted
+scaling exponents and the headline ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+from transformers_mano.benchmark import (
+    LAYER_KINDS,
+    Case,
+    format_table,
+    machine_info,
+    model_flops,
+    run_cases,
+    summarize,
+    write_results,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--output_dir", default=None, help="default: benchmark_results/<device>-<dtype>")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
+    parser.add_argument("--layer_grids", type=int, nargs="*", default=[32, 64, 128, 256],
+                        help="token grid sides of the layer sweep")
+    parser.add_argument("--global_max_grid", type=int, default=128,
+                        help="largest grid side for the global-attention layers (quadratic cost)")
+    parser.add_argument("--eager_max_grid", type=int, default=64,
+                        help="largest grid side for eager global attention (it stores the N x N scores)")
+    parser.add_argument("--image_sizes", type=int, nargs="*", default=[256, 512, 1024])
+    parser.add_argument("--batch_sizes", type=int, nargs="*", default=[1, 16],
+                        help="batch sizes of the model sweep; batches above 1 only at the first image size")
+    parser.add_argument("--layer_batch_size", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--skip_flops", action="store_true", help="do not count the FLOPs of the models")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("--device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    output_dir = args.output_dir or f"benchmark_results/{args.device.replace(':', '')}-{args.dtype}"
+    common = dict(device=args.device, dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
+    cases = []
+    for kind in LAYER_KINDS:
+        limit = {"global_sdpa": args.global_max_grid, "global_eager": args.eager_max_grid}.get(kind, 10**9)
+        cases += [Case("layer", kind, grid, args.layer_batch_size, **common) for grid in args.layer_grids
+                  if grid <= limit]
+    for index, size in enumerate(args.image_sizes):
+        for batch_size in args.batch_sizes if index == 0 else args.batch_sizes[:1]:
+            for kind in ("swinv2-tiny", "mano-tiny"):
+                cases.append(Case("model", kind, size, batch_size, **common))
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine_info(args.device)
+    measurements = run_cases(cases, isolate=not args.device.startswith("cuda"))
+    summary = summarize(measurements)
+    if not args.skip_flops:
+        flops = {kind: model_flops(kind) for kind in ("mano-tiny", "swinv2-tiny")}
+        summary["flops_256px"] = flops
+        summary["ratios"]["mano-tiny/swinv2-tiny FLOPs at 256px"] = flops["mano-tiny"] / flops["swinv2-tiny"]
+    folder = write_results(measurements, summary, info, output_dir, overwrite=args.overwrite)
+
+    print(format_table(measurements))
+    print("\nscaling exponents (time, memory) over grids:")
+    for kind, fit in summary["exponents"].items():
+        print(f"  {kind:13} time {fit['time']:.2f}  memory {fit['memory']:.2f}  grids {fit['grids']}")
+    print("\nratios:")
+    for name, value in summary["ratios"].items():
+        print(f"  {name}: {value:.3f}")
+    print(f"\nmachine: {json.dumps(info)}")
+    print(f"written: {folder}/results.json, results.csv, scaling.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

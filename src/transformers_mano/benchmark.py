@@ -1,0 +1,361 @@
+"""Time and memory of MANO against window and global attention, measured the same way on CPU and CUDA.
+
+Two sweeps:
+- one attention block (the token mixing plus SwinV2's res-post-norm and MLP) at token grids of n x n: a MANO layer
+  (levels following the grid), the SwinV2 layer of transformers, and a global-attention block of the same width and
+  heads (SDPA and eager);
+- whole models: mano-tiny against SwinV2-T of transformers at several image sizes and batch sizes.
+
+Each measurement warms up, synchronises the device, and takes the median of repeats. On CUDA the peak memory is
+`torch.cuda.max_memory_allocated`; on CPU, where torch keeps no such counter, each case runs in a fresh process and
+the peak is the growth of the resident set (`ru_maxrss`) over the forward, which includes allocator slack.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import json
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+from transformers import Swinv2Config, Swinv2Model
+from transformers.models.swinv2.modeling_swinv2 import Swinv2Layer
+
+from .configuration_mano import ManoConfig
+from .modeling_mano import ManoLayer, ManoModel
+
+LAYER_KINDS = ("mano", "swinv2", "global_sdpa", "global_eager")
+MODEL_KINDS = ("mano-tiny", "swinv2-tiny")
+
+
+@dataclass
+class Case:
+    """One measurement: a layer at an n x n token grid, or a model at an image size."""
+
+    sweep: str  # "layer" or "model"
+    kind: str  # one of LAYER_KINDS or MODEL_KINDS
+    size: int  # tokens per side (layer) or pixels per side (model)
+    batch_size: int = 1
+    channels: int = 96
+    heads: int = 3
+    device: str = "cpu"
+    dtype: str = "float32"
+    repeats: int = 5
+    warmup: int = 2
+    threads: int | None = None
+
+
+@dataclass
+class Measurement:
+    case: Case
+    tokens: int
+    median_ms: float
+    times_ms: list[float]
+    peak_memory_mb: float
+    extra: dict = field(default_factory=dict)
+
+
+class GlobalAttentionBlock(nn.Module):
+    """A SwinV2-shaped block whose attention spans the whole grid: the quadratic baseline.
+
+    (B, N, C) -> (B, N, C): x + LN(proj(softmax(q k^T / sqrt(d)) v)), then x + LN(MLP(x)), like SwinV2's res-post-norm.
+    """
+
+    def __init__(self, channels: int, heads: int, mlp_ratio: float = 4.0, implementation: str = "sdpa"):
+        super().__init__()
+        self.heads, self.implementation = heads, implementation
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.norm_attention = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, int(mlp_ratio * channels)), nn.GELU(), nn.Linear(int(mlp_ratio * channels), channels)
+        )
+        self.norm_mlp = nn.LayerNorm(channels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch_size, tokens, channels = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, tokens, 3, self.heads, channels // self.heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B, heads, N, d
+        if self.implementation == "sdpa":
+            context = F.scaled_dot_product_attention(query, key, value)
+        else:
+            scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])  # B, heads, N, N
+            context = scores.softmax(-1) @ value
+        context = context.transpose(1, 2).reshape(batch_size, tokens, channels)
+        hidden_states = hidden_states + self.norm_attention(self.proj(context))
+        return hidden_states + self.norm_mlp(self.mlp(hidden_states))
+
+
+def build_layer_case(case: Case) -> tuple[nn.Module, torch.Tensor, Callable, int]:
+    """One attention block at an n x n grid: (module, input, forward(module, input), token count)."""
+    side, tokens = case.size, case.size * case.size
+    hidden_states = torch.randn(case.batch_size, tokens, case.channels)  # B, N, C
+    if case.kind in ("mano", "swinv2"):
+        # a stage-1 block of mano-tiny / SwinV2-T (planned at 64 x 64 tokens, window 8, shifted); the MANO block
+        # re-plans its levels for the grid it sees
+        config = ManoConfig(embed_dim=case.channels, num_heads=[case.heads, 6, 12, 24], drop_path_rate=0.0)
+        config._attn_implementation = "sdpa"
+        if case.kind == "mano":
+            layer = ManoLayer(config, case.channels, (64, 64), case.heads, shift_size=4,
+                              num_levels=config.resolved_num_levels()[0], min_coarse_side=config.min_coarse_sides()[0])
+        else:
+            layer = Swinv2Layer(config, case.channels, (64, 64), case.heads, shift_size=4)
+        return layer, hidden_states, lambda module, x: module(x, (side, side))[0], tokens
+    if case.kind in ("global_sdpa", "global_eager"):
+        layer = GlobalAttentionBlock(case.channels, case.heads, implementation=case.kind.split("_")[1])
+        return layer, hidden_states, lambda module, x: module(x), tokens
+    raise ValueError(f"unknown layer kind {case.kind!r}; expected one of {LAYER_KINDS}")
+
+
+def build_model_case(case: Case) -> tuple[nn.Module, torch.Tensor, Callable, int]:
+    """mano-tiny or SwinV2-T on size x size images: (model, pixels, forward, token count of stage 1)."""
+    if case.kind == "mano-tiny":
+        model = ManoModel._from_config(ManoConfig(), attn_implementation="sdpa")
+    elif case.kind == "swinv2-tiny":
+        model = Swinv2Model(Swinv2Config(image_size=256, window_size=8))
+    else:
+        raise ValueError(f"unknown model kind {case.kind!r}; expected one of {MODEL_KINDS}")
+    pixel_values = torch.randn(case.batch_size, 3, case.size, case.size)
+    return model, pixel_values, lambda module, x: module(x).last_hidden_state, (case.size // 4) ** 2
+
+
+def model_flops(kind: str, image_size: int = 256) -> int:
+    """Forward FLOPs of one image, counted by `torch.utils.flop_counter` on the eager attention path."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if kind == "mano-tiny":
+        model = ManoModel._from_config(ManoConfig(), attn_implementation="eager")
+    else:
+        model = Swinv2Model(Swinv2Config(image_size=256, window_size=8))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model.eval()(torch.randn(1, 3, image_size, image_size))
+    return counter.get_total_flops()
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(case: Case) -> Measurement:
+    """Warm up, then time `case.repeats` forwards (median) and record the peak memory of one forward."""
+    if case.threads:
+        torch.set_num_threads(case.threads)
+    torch.manual_seed(0)
+    module, inputs, call, tokens = (build_layer_case if case.sweep == "layer" else build_model_case)(case)
+    dtype = getattr(torch, case.dtype)
+    module = module.to(device=case.device, dtype=dtype).eval()
+    inputs = inputs.to(device=case.device, dtype=dtype)
+
+    def forward() -> torch.Tensor:
+        return call(module, inputs)
+
+    with torch.inference_mode():
+        _synchronize(case.device)
+        if case.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+            baseline = torch.cuda.memory_allocated()
+        else:
+            baseline = _rss_mb()
+        forward()
+        _synchronize(case.device)
+        if case.device.startswith("cuda"):
+            peak_mb = (torch.cuda.max_memory_allocated() - baseline) / 2**20
+        else:
+            peak_mb = _rss_mb() - baseline
+        for _ in range(max(case.warmup - 1, 0)):
+            forward()
+        times = []
+        for _ in range(case.repeats):
+            _synchronize(case.device)
+            start = time.perf_counter()
+            forward()
+            _synchronize(case.device)
+            times.append((time.perf_counter() - start) * 1e3)
+    return Measurement(case, tokens, statistics.median(times), times, peak_mb)
+
+
+def run_cases(cases: list[Case], isolate: bool) -> list[Measurement]:
+    """Measure every case, each in a fresh process when `isolate` (the CPU memory peak needs it), with a progress bar."""
+    results = []
+    if not isolate:
+        for case in tqdm(cases, desc="benchmark", unit="case"):
+            results.append(measure(case))
+        return results
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
+        for case in tqdm(cases, desc="benchmark", unit="case"):
+            results.append(pool.submit(measure, case).result())
+    return results
+
+
+def fit_exponent(tokens: list[int], values: list[float]) -> float:
+    """Least-squares slope of log(value) against log(tokens): 1 is linear scaling, 2 quadratic."""
+    xs, ys = [math.log(t) for t in tokens], [math.log(max(v, 1e-9)) for v in values]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+
+
+def machine_info(device: str) -> dict:
+    """What produced the numbers: processor, threads, library versions and the accelerator, if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import transformers
+
+    info = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def summarize(measurements: list[Measurement]) -> dict:
+    """Scaling exponents per layer kind and the headline ratios the README reports."""
+    summary: dict = {"exponents": {}, "ratios": {}}
+    layers: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        if m.case.sweep == "layer":
+            layers.setdefault(m.case.kind, []).append(m)
+    for kind, rows in layers.items():
+        if len(rows) >= 2:
+            tokens = [m.tokens for m in rows]
+            summary["exponents"][kind] = {
+                "time": fit_exponent(tokens, [m.median_ms for m in rows]),
+                "memory": fit_exponent(tokens, [max(m.peak_memory_mb, 1e-3) for m in rows]),
+                "grids": [m.case.size for m in rows],
+            }
+    by_key = {(m.case.sweep, m.case.kind, m.case.size, m.case.batch_size): m for m in measurements}
+    for (sweep, kind, size, batch), m in by_key.items():
+        if sweep == "layer" and kind == "global_sdpa" and ("layer", "mano", size, batch) in by_key:
+            summary["ratios"][f"global_sdpa/mano layer time at {size}x{size}"] = (
+                m.median_ms / by_key[("layer", "mano", size, batch)].median_ms
+            )
+        if sweep == "model" and kind == "mano-tiny" and ("model", "swinv2-tiny", size, batch) in by_key:
+            summary["ratios"][f"mano-tiny/swinv2-tiny time at {size}px batch {batch}"] = (
+                m.median_ms / by_key[("model", "swinv2-tiny", size, batch)].median_ms
+            )
+    return summary
+
+
+def write_results(
+    measurements: list[Measurement], summary: dict, info: dict, output_dir: Path, overwrite: bool = False
+) -> Path:
+    """Write results.json, results.csv and scaling.png into `output_dir`, atomically (a temporary folder, renamed)."""
+    import shutil
+    import tempfile
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} exists; pass --overwrite to replace it")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+    try:
+        rows = [
+            {**asdict(m.case), "tokens": m.tokens, "median_ms": m.median_ms, "peak_memory_mb": m.peak_memory_mb}
+            for m in measurements
+        ]
+        (staging / "results.json").write_text(
+            json.dumps({"machine": info, "summary": summary, "measurements": rows}, indent=2)
+        )
+        with open(staging / "results.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        plot_scaling(measurements, summary, info, staging / "scaling.png")
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def plot_scaling(measurements: list[Measurement], summary: dict, info: dict, path: Path) -> None:
+    """Log-log time and peak memory of the layer sweep against the token count, with fitted exponents."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind in LAYER_KINDS:
+        rows = [m for m in measurements if m.case.sweep == "layer" and m.case.kind == kind]
+        if not rows:
+            continue
+        exponents = summary["exponents"].get(kind, {})
+        tokens = [m.tokens for m in rows]
+        for axis, values, key in ((axes[0], [m.median_ms for m in rows], "time"),
+                                  (axes[1], [max(m.peak_memory_mb, 1e-3) for m in rows], "memory")):
+            label = kind + (f" (slope {exponents[key]:.2f})" if key in exponents else "")
+            axis.loglog(tokens, values, marker="o", label=label)
+    axes[0].set(xlabel="tokens N (n x n grid)", ylabel="forward time, ms (median)", title="time of one attention block")
+    axes[1].set(xlabel="tokens N (n x n grid)", ylabel="peak memory, MiB", title="peak memory of one forward")
+    for axis in axes:
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    device = info.get("gpu", info["cpu"])
+    figure.suptitle(f"{device}, torch {info['torch']}, {info['torch_threads']} threads", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def format_table(measurements: list[Measurement]) -> str:
+    """A plain-text table of every measurement."""
+    lines = [f"{'sweep':6} {'kind':13} {'size':>5} {'batch':>5} {'tokens':>7} {'median ms':>10} {'peak MiB':>9}"]
+    for m in measurements:
+        c = m.case
+        lines.append(
+            f"{c.sweep:6} {c.kind:13} {c.size:>5} {c.batch_size:>5} {m.tokens:>7} {m.median_ms:>10.2f} "
+            f"{m.peak_memory_mb:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "Case",
+    "GlobalAttentionBlock",
+    "Measurement",
+    "fit_exponent",
+    "format_table",
+    "machine_info",
+    "measure",
+    "model_flops",
+    "run_cases",
+    "summarize",
+    "write_results",
+]
