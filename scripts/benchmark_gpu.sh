@@ -8,7 +8,7 @@ set -euo pipefail
 out="${1:-benchmark_results/cuda-bfloat16}"
 export PYTHONUNBUFFERED=1
 
-timeout 120 python - <<'PY'
+timeout 90 python - <<'PY'
 import torch
 import transformers_mano as tm
 
@@ -32,6 +32,6 @@ with torch.inference_mode():
     print("bf16 autocast at 256/512/1024 px: finite")
 PY
 
-timeout 420 python scripts/benchmark.py --device cuda --dtype bfloat16 --output_dir "$out" --overwrite \
+timeout 300 python scripts/benchmark.py --device cuda --dtype bfloat16 --output_dir "$out" --overwrite \
     --layer_grids 32 64 128 256 --global_max_grid 256 --eager_max_grid 128 \
-    --image_sizes 256 512 1024 --batch_sizes 1 16 --repeats 10 --warmup 3 --skip_flops
+    --image_sizes 256 512 1024 --batch_sizes 1 16 --repeats 5 --warmup 2 --skip_flops
