@@ -129,6 +129,20 @@ def resolve_checkpoint(training_args: ImageClassificationTrainingArguments) -> s
     return resume
 
 
+def check_distributed_setup(training_args: TrainingArguments) -> None:
+    """Refuse a multi-process launch that Trainer did not turn into one process group.
+
+    On a machine without GPUs, Trainer only sets up DDP (gloo) with `--use_cpu`; without it every torchrun process
+    would train alone on the whole data set and write the same output folder.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size != launched:
+        raise RuntimeError(
+            f"Launched as {launched} processes, but Trainer runs {training_args.world_size}. On a machine without "
+            "GPUs pass --use_cpu true so that Trainer trains with DistributedDataParallel over gloo."
+        )
+
+
 def check_output_dir(training_args: ImageClassificationTrainingArguments) -> None:
     """Refuse to train into a non-empty output folder unless resuming or `--overwrite_output_dir` is given."""
     out = training_args.output_dir
@@ -284,6 +298,7 @@ def run_image_classification(
     callbacks: Sequence[TrainerCallback] = (),
 ) -> dict[str, dict[str, float]]:
     """Train, evaluate and test as the arguments say; returns the metrics per split (`train`, `eval`, `test`)."""
+    check_distributed_setup(training_args)
     check_output_dir(training_args)
     checkpoint = resolve_checkpoint(training_args) if training_args.do_train else None
 
@@ -323,7 +338,7 @@ def run_image_classification(
         model=model,
         args=training_args,
         train_dataset=datasets_ready["train"] if training_args.do_train else None,
-        eval_dataset=datasets_ready["validation"] if training_args.do_eval else None,
+        eval_dataset=datasets_ready["validation"],  # also evaluated during training per --eval_strategy
         data_collator=collate_image_classification,
         compute_metrics=build_compute_metrics(),
         processing_class=image_processor,
@@ -389,6 +404,7 @@ __all__ = [
     "SCRATCH_CONFIG",
     "AugmentationEpochCallback",
     "build_model_and_processor",
+    "check_distributed_setup",
     "check_output_dir",
     "default_output_dir",
     "format_metrics_table",

@@ -1,0 +1,414 @@
+"""Fine-tuning with Trainer (issue 4): data sources, transforms, training modes, metric, runs, resume and DDP.
+
+Everything is local: tiny image folders and parquet files written to a temporary folder, tiny models from
+scratch, a few steps. Torch runs on one thread here so that the tests behave the same on a busy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, Value
+from PIL import Image
+from transformers import AutoModelForImageClassification, TrainerCallback
+
+from transformers_mano import ManoConfig, ManoForImageClassification
+from transformers_mano.training import (
+    DATASET_PRESETS,
+    ImageClassificationTransform,
+    ModelArguments,
+    ProjectorWarmupCallback,
+    apply_train_mode,
+    load_image_classification_splits,
+    load_top_k_accuracy,
+    parse_arguments,
+    resolve_preset,
+    run_image_classification,
+    to_rgb,
+    trainable_parameter_names,
+)
+from transformers_mano.training.freezing import projector_parameter_names
+from transformers_mano.training.run import build_model_and_processor, check_output_dir
+from transformers_mano.training.transforms import SAMPLE_INDEX_COLUMN
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "run_image_classification.py"
+CLASSES = ("circle", "square", "stripes")
+
+# 16 px inputs in 2 px patches: an 8x8 grid in stage 1, where window 2 gives MANO two levels (and projectors).
+TINY_CONFIG = {
+    "image_size": 16,
+    "patch_size": 2,
+    "window_size": 2,
+    "embed_dim": 8,
+    "depths": [1, 1],
+    "num_heads": [1, 2],
+    "mlp_ratio": 1.0,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def class_image(label: int, rng: np.random.Generator, size: tuple[int, int] = (20, 24)) -> np.ndarray:
+    """An (H, W, 3) uint8 picture whose class is visible: a bright channel per class, plus noise."""
+    height, width = size
+    pixels = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
+    pixels[..., label] += 150
+    return pixels
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    """train/<class>/*.png with 8 images per class, some greyscale ("L") and some RGBA, of varying sizes."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(CLASSES):
+        folder = root / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(8):
+            image = Image.fromarray(class_image(label, rng, size=(20 + i, 24)))
+            if i == 0:
+                image = image.convert("L")
+            elif i == 1:
+                image = image.convert("RGBA")
+            image.save(folder / f"{i}.png")
+    return root
+
+
+def tiny_args(output_dir: Path, *extra: str, train_dir: Path | None = None, config: dict | None = None) -> list[str]:
+    """Command-line arguments of a tiny from-scratch run on the image folder."""
+    args = [
+        "--output_dir", str(output_dir),
+        "--config_overrides", json.dumps({**TINY_CONFIG, **(config or {})}),
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+        "--learning_rate", "1e-3", "--logging_steps", "1", "--seed", "7", "--disable_tqdm", "true",
+        "--dataloader_pin_memory", "false", "--train_val_split", "0.25",
+    ]  # fmt: skip
+    if train_dir is not None:
+        args += ["--train_dir", str(train_dir)]
+    return [*args, *extra]
+
+
+def tiny_mano(num_labels: int = 3, **overrides) -> ManoForImageClassification:
+    torch.manual_seed(0)
+    return ManoForImageClassification(ManoConfig(**{**TINY_CONFIG, **overrides}, num_labels=num_labels))
+
+
+# ----------------------------------------------------------------------------------------------- data sources
+
+
+@pytest.mark.parametrize("name", sorted(DATASET_PRESETS))
+def test_preset_names_a_parquet_hub_dataset_with_columns_and_splits(name):
+    preset = resolve_preset(name)
+    assert "/" in preset.path
+    assert preset.image_column and preset.label_column and preset.train_split
+    assert preset.validation_split is not None or preset.test_split is not None
+
+
+def test_unknown_preset_is_rejected_with_a_suggestion():
+    with pytest.raises(ValueError, match="Unknown --dataset preset 'cifar10'.*cifar100"):
+        resolve_preset("cifar10")
+    with pytest.raises(ValueError, match="Unknown --dataset preset"):
+        load_image_classification_splits(dataset="imagenet-21k")
+
+
+def test_embedded_digits_are_the_default_source_with_a_fixed_validation_split():
+    splits = load_image_classification_splits()
+    assert set(splits) == {"train", "validation", "test"}
+    assert len(splits["train"]) + len(splits["validation"]) + len(splits["test"]) == 1797
+    assert splits["train"].features["label"].names == [str(d) for d in range(10)]
+    assert splits["train"][0]["image"].size == (32, 32)
+    again = load_image_classification_splits(dataset="digits")
+    assert again["validation"]["label"] == splits["validation"]["label"]
+
+
+def test_image_folder_carves_a_stratified_validation_split(image_folder):
+    splits = load_image_classification_splits(train_dir=str(image_folder / "train"), train_val_split=0.25)
+    assert set(splits) == {"train", "validation"}
+    assert splits["train"].features["label"].names == list(CLASSES)
+    assert sorted(splits["validation"]["label"]) == [0, 0, 1, 1, 2, 2]
+    assert splits["train"].column_names == ["image", "label"]
+
+
+@pytest.fixture(scope="module")
+def parquet_dataset(tmp_path_factory) -> Path:
+    """A local data set in the layout of a parquet-backed Hub repository, with its own column names."""
+    root = tmp_path_factory.mktemp("parquet")
+    (root / "data").mkdir()
+    rng = np.random.default_rng(1)
+    features = Features({"picture": ImageFeature(), "species": Value("string"), "note": Value("string")})
+    for split, count in (("train", 9), ("test", 3)):
+        rows = {
+            "picture": [Image.fromarray(class_image(i % 3, rng)) for i in range(count)],
+            "species": [CLASSES[i % 3] for i in range(count)],
+            "note": ["x"] * count,
+        }
+        Dataset.from_dict(rows, features=features).to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    return root
+
+
+def test_dataset_by_id_with_column_names_and_string_labels(parquet_dataset):
+    splits = load_image_classification_splits(
+        dataset_name=str(parquet_dataset), image_column_name="picture", label_column_name="species",
+        test_split_name="test", train_val_split=0.34,
+    )  # fmt: skip
+    assert set(splits) == {"train", "validation", "test"}
+    assert isinstance(splits["test"].features["label"], ClassLabel)
+    assert splits["test"].features["label"].names == sorted(CLASSES)
+    assert splits["test"].column_names == ["image", "label"]
+
+
+def test_missing_columns_are_named_in_the_error(parquet_dataset, image_folder):
+    with pytest.raises(ValueError, match=r"no column 'image'.*\['picture', 'species', 'note'\]"):
+        load_image_classification_splits(dataset_name=str(parquet_dataset), label_column_name="species")
+    with pytest.raises(ValueError, match="no column 'category'"):
+        load_image_classification_splits(train_dir=str(image_folder / "train"), label_column_name="category")
+    with pytest.raises(ValueError, match="no test split 'holdout'"):
+        load_image_classification_splits(
+            dataset_name=str(parquet_dataset), image_column_name="picture", label_column_name="species",
+            test_split_name="holdout",
+        )  # fmt: skip
+
+
+def test_two_data_sources_are_rejected(image_folder):
+    with pytest.raises(ValueError, match="one data source"):
+        load_image_classification_splits(dataset="cifar100", train_dir=str(image_folder / "train"))
+
+
+# ------------------------------------------------------------------------------------------------ transforms
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "1"])
+def test_non_rgb_images_become_rgb(mode):
+    image = Image.fromarray(class_image(1, np.random.default_rng(0))).convert(mode)
+    converted = to_rgb(image)
+    assert converted.mode == "RGB" and converted.size == image.size
+
+
+def test_transparent_pixels_become_white():
+    image = Image.new("RGBA", (4, 4), (10, 200, 30, 0))
+    assert np.asarray(to_rgb(image)).min() == 255
+    assert np.asarray(to_rgb(np.zeros((3, 5), dtype=np.uint8))).shape == (3, 5, 3)
+
+
+def test_images_that_are_not_8_bit_are_rejected_clearly():
+    with pytest.raises(ValueError, match="mode 'F'"):
+        to_rgb(Image.new("F", (4, 4)))
+    with pytest.raises(ValueError, match="uint8"):
+        to_rgb(np.zeros((4, 4), dtype=np.uint16))
+
+
+def test_train_transform_is_seeded_per_example_and_epoch_and_eval_is_deterministic():
+    rng = np.random.default_rng(0)
+    batch = {"image": [Image.fromarray(class_image(i, rng, (30, 40))) for i in range(3)], "label": [0, 1, 2]}
+    batch[SAMPLE_INDEX_COLUMN] = [0, 1, 2]
+    train = ImageClassificationTransform((16, 12), [0.5] * 3, [0.25] * 3, train=True, seed=3)
+    first = train(dict(batch))["pixel_values"]
+    assert [tuple(x.shape) for x in first] == [(3, 16, 12)] * 3
+    assert torch.equal(train(dict(batch))["pixel_values"][1], first[1])
+    train.set_epoch(1)
+    assert not torch.equal(train(dict(batch))["pixel_values"][1], first[1])
+    evaluate_ = ImageClassificationTransform((16, 12), [0.5] * 3, [0.25] * 3, train=False)
+    out = evaluate_({"image": batch["image"], "label": batch["label"]})
+    assert tuple(out["pixel_values"][0].shape) == (3, 16, 12) and out["label"] == [0, 1, 2]
+    assert torch.equal(evaluate_({"image": batch["image"], "label": [0, 1, 2]})["pixel_values"][2], out["pixel_values"][2])
+
+
+# ------------------------------------------------------------------------------------------- training modes
+
+
+@pytest.mark.parametrize("mode", ["full", "linear_probe", "projectors"])
+def test_train_mode_freezes_the_right_parameters(mode):
+    model = tiny_mano()
+    trainable = apply_train_mode(model, mode)
+    requires_grad = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert requires_grad == trainable
+    head = {"classifier.weight", "classifier.bias"}
+    if mode == "full":
+        assert requires_grad == {name for name, _ in model.named_parameters()}
+    elif mode == "linear_probe":
+        assert requires_grad == head
+    else:
+        projectors = {name for name in requires_grad if name.endswith((".down.weight", ".up.weight"))}
+        assert requires_grad == projectors | head
+        assert projectors == {f"swinv2.encoder.layers.0.blocks.0.{p}.weight" for p in ("down", "up")}
+        assert not any("downsample" in name for name in requires_grad)
+
+
+def test_projector_modes_need_projectors():
+    from transformers import Swinv2Config, Swinv2ForImageClassification
+
+    swinv2 = Swinv2ForImageClassification(Swinv2Config(**TINY_CONFIG, num_labels=3))
+    with pytest.raises(ValueError, match="has none"):
+        apply_train_mode(swinv2, "projectors")
+    assert projector_parameter_names(tiny_mano(projector_type="pool")) == set()
+    with pytest.raises(ValueError, match="--train_mode must be one of"):
+        trainable_parameter_names(tiny_mano(), "everything")
+
+
+def test_projector_warmup_trains_projectors_then_everything():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    model = tiny_mano(projector_init="random")
+    apply_train_mode(model, "projectors_then_full")
+    assert all(p.requires_grad for p in model.parameters())
+    callback = ProjectorWarmupCallback(model, warmup_epochs=1.0)
+    warm = trainable_parameter_names(model, "projectors")
+    args, control = TrainingArguments(output_dir="unused", report_to="none"), TrainerControl()
+    pixel_values, labels = torch.randn(2, 3, 16, 16), torch.tensor([0, 2])
+
+    def step(epoch: float) -> set[str]:
+        state = TrainerState(epoch=epoch)
+        callback.on_step_begin(args, state, control)
+        model.zero_grad(set_to_none=True)
+        model(pixel_values=pixel_values, labels=labels).loss.backward()
+        frozen_grads = [p.grad for name, p in model.named_parameters() if name not in warm]
+        assert not any(g.any() for g in frozen_grads), "backbone gradients are zeroed during the warm-up"
+        callback.on_pre_optimizer_step(args, state, control)
+        return {name for name, p in model.named_parameters() if p.grad is not None}
+
+    callback.on_train_begin(args, TrainerState(epoch=0.0), control)
+    assert step(0.5) == warm
+    model.zero_grad(set_to_none=True)
+    callback.on_step_begin(args, TrainerState(epoch=1.0), control)
+    model(pixel_values=pixel_values, labels=labels).loss.backward()
+    callback.on_pre_optimizer_step(args, TrainerState(epoch=1.0), control)
+    assert all(p.grad is not None and p.grad.any() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------ metric, models
+
+
+def test_top_k_accuracy_metric_loads_offline_and_counts_ranks():
+    metric = load_top_k_accuracy()
+    logits = np.array([[0.1, 0.7, 0.2, 0.0], [0.5, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    result = metric.compute(predictions=logits, references=[2, 0, 1], top_k=(1, 2, 3))
+    assert result == {"accuracy": pytest.approx(1 / 3), "top2_accuracy": pytest.approx(2 / 3), "top3_accuracy": 1.0}
+    # top-5 of 4 classes is 1 by construction and is not reported; ties count as argmax breaks them.
+    assert metric.compute(predictions=[[0.0] * 4], references=[1]) == {"accuracy": 0.0}
+
+
+def test_label_mismatch_with_a_checkpoint_head_needs_ignore_mismatched_sizes(tmp_path):
+    tiny_mano(num_labels=2).save_pretrained(tmp_path)
+    labels = list(CLASSES)
+    with pytest.raises(ValueError, match="classifier for 2 labels.*has 3.*--ignore_mismatched_sizes"):
+        build_model_and_processor(ModelArguments(model_name_or_path=str(tmp_path)), labels)
+    model, processor = build_model_and_processor(
+        ModelArguments(model_name_or_path=str(tmp_path), ignore_mismatched_sizes=True), labels
+    )
+    assert model.classifier.out_features == 3 and model.config.id2label[2] == "stripes"
+    assert processor.size == {"height": 16, "width": 16}  # no processor saved: the config's size
+
+
+def test_arguments_default_to_the_embedded_recipe_and_explicit_flags_win():
+    model_args, data_args, training_args = parse_arguments([])
+    assert (model_args.model_type, data_args.dataset, training_args.output_dir) == ("mano", None, "outputs/mano-digits")
+    assert training_args.learning_rate == 2e-3 and training_args.eval_strategy == "epoch"
+    assert training_args.remove_unused_columns is False and data_args.hflip_probability == 0.0
+    _, _, training_args = parse_arguments(["--model_type", "swinv2", "--learning_rate", "1e-4"])
+    assert training_args.learning_rate == 1e-4 and training_args.output_dir == "outputs/swinv2-digits"
+    _, data_args, training_args = parse_arguments(["--dataset", "cifar100", "--model_name_or_path", "org/mano-tiny"])
+    assert training_args.learning_rate == 5e-5 and data_args.hflip_probability == 0.5
+    assert training_args.output_dir == "outputs/mano-tiny-cifar100"
+
+
+def test_existing_output_dir_is_not_overwritten_silently(tmp_path):
+    (tmp_path / "keep.txt").write_text("results")
+    _, _, training_args = parse_arguments(["--output_dir", str(tmp_path)])
+    with pytest.raises(FileExistsError, match="--overwrite_output_dir"):
+        check_output_dir(training_args)
+    _, _, training_args = parse_arguments(["--output_dir", str(tmp_path), "--overwrite_output_dir"])
+    check_output_dir(training_args)
+
+
+# ----------------------------------------------------------------------------------------------------- runs
+
+
+def test_run_trains_evaluates_and_writes_results(image_folder, tmp_path):
+    out = tmp_path / "run"
+    args = tiny_args(out, "--train_mode", "projectors_then_full", "--projector_warmup_epochs", "1",
+                     train_dir=image_folder / "train")  # fmt: skip
+    results = run_image_classification(*parse_arguments(args))
+    assert results["train"]["epoch"] == 2.0
+    assert 0.0 <= results["eval"]["eval_accuracy"] <= 1.0
+    all_results = json.loads((out / "all_results.json").read_text())
+    assert {"eval_accuracy", "eval_loss", "train_loss"} <= set(all_results)
+    assert (out / "README.md").exists() and (out / "preprocessor_config.json").exists()
+    reloaded = AutoModelForImageClassification.from_pretrained(out)
+    assert isinstance(reloaded, ManoForImageClassification) and reloaded.config.id2label[1] == "square"
+    with pytest.raises(FileExistsError):
+        run_image_classification(*parse_arguments(args))
+
+
+class StopAtStep(TrainerCallback):
+    """Stops training after `step` (after its checkpoint is written), as a killed job would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(image_folder, tmp_path):
+    # 18 training images, batch 4: 5 steps per epoch, 10 in all; the checkpoint at step 6 is mid-epoch.
+    extra = ["--save_strategy", "steps", "--save_steps", "3", "--do_predict", "false"]
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    full = run_image_classification(*parse_arguments(tiny_args(full_dir, *extra, train_dir=image_folder / "train")))
+    cut_args = tiny_args(cut_dir, *extra, train_dir=image_folder / "train")
+    run_image_classification(*parse_arguments(cut_args), callbacks=[StopAtStep(6)])
+    assert (cut_dir / "checkpoint-6").is_dir()
+    resumed = run_image_classification(*parse_arguments([*cut_args, "--resume_from_checkpoint", "last"]))
+    assert resumed["train"]["epoch"] == full["train"]["epoch"] == 2.0
+    assert resumed["eval"]["eval_accuracy"] == full["eval"]["eval_accuracy"]
+    assert resumed["eval"]["eval_loss"] == pytest.approx(full["eval"]["eval_loss"], rel=1e-5)
+    full_state = json.loads((full_dir / "trainer_state.json").read_text())
+    resumed_state = json.loads((cut_dir / "trainer_state.json").read_text())
+    assert resumed_state["global_step"] == full_state["global_step"] == 10
+    losses = lambda state: [log["loss"] for log in state["log_history"] if "loss" in log and log["step"] > 6]  # noqa: E731
+    assert losses(resumed_state) == pytest.approx(losses(full_state), rel=1e-5)
+    full_model = AutoModelForImageClassification.from_pretrained(full_dir)
+    resumed_model = AutoModelForImageClassification.from_pretrained(cut_dir)
+    for (name, a), (_, b) in zip(full_model.state_dict().items(), resumed_model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _first_logged_loss(output_dir: Path) -> float:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return next(log["loss"] for log in state["log_history"] if "loss" in log)
+
+
+def test_two_process_torchrun_on_cpu_logs_the_same_loss_scale_as_one_process(image_folder, tmp_path):
+    # Without GPUs, Trainer sets up DDP over gloo only with --use_cpu (the run refuses a torchrun launch without it).
+    common = ["--max_steps", "2", "--do_predict", "false", "--save_strategy", "no", "--eval_strategy", "no",
+              "--use_cpu", "true"]  # fmt: skip
+    config = {"drop_path_rate": 0.0}
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_image_classification(*parse_arguments(
+        tiny_args(one, *common, "--per_device_train_batch_size", "8", train_dir=image_folder / "train", config=config)
+    ))  # fmt: skip
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+                str(SCRIPT),
+                *tiny_args(two, *common, "--per_device_train_batch_size", "4", train_dir=image_folder / "train",
+                           config=config)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    completed = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    # The same global batch of 8 (8 on one process, 4 + 4 on two, in the same sampler order): the same first loss,
+    # where a loss scaled by the world size would log twice it.
+    assert _first_logged_loss(two) == pytest.approx(_first_logged_loss(one), rel=1e-4)
+    assert json.loads((two / "all_results.json").read_text())["eval_accuracy"] >= 0.0
