@@ -316,7 +316,7 @@ def test_label_mismatch_with_a_checkpoint_head_needs_ignore_mismatched_sizes(tmp
 def test_arguments_default_to_the_embedded_recipe_and_explicit_flags_win():
     model_args, data_args, training_args = parse_arguments([])
     assert (model_args.model_type, data_args.dataset, training_args.output_dir) == ("mano", None, "outputs/mano-digits")
-    assert training_args.learning_rate == 2e-3 and training_args.eval_strategy == "epoch"
+    assert training_args.learning_rate == 3e-3 and training_args.eval_strategy == "epoch"
     assert training_args.remove_unused_columns is False and data_args.hflip_probability == 0.0
     _, _, training_args = parse_arguments(["--model_type", "swinv2", "--learning_rate", "1e-4"])
     assert training_args.learning_rate == 1e-4 and training_args.output_dir == "outputs/swinv2-digits"
