@@ -107,7 +107,9 @@ class ManoLayer(Swinv2Layer):
             self.down, self.up = build_projectors(dim, config.sampling_rate, config.projector_type)
         else:
             self.down = self.up = None
-        # the last inference-time attention mask of the fused path and its key: a derived table, never saved
+        # derived tables of the fused path, never saved: token permutations per grid layout, and the last
+        # inference-time attention mask with its key
+        self._index_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._bias_cache: tuple[tuple, torch.Tensor] | None = None
 
     def num_levels_for(self, height: int, width: int) -> int:
@@ -176,19 +178,16 @@ class ManoLayer(Swinv2Layer):
         tokens = window * window  # M
         batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
 
-        windows, layouts = [], []
+        layouts = []
         for level, grid in enumerate(grids):
             height, width = grid.shape[1:3]
-            grid, _ = self.maybe_pad(grid, height, width)
-            height_pad, width_pad = grid.shape[1:3]
-            shift = self.level_shift(level, height, width)
-            if shift > 0:
-                grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
-            rows, cols = height_pad // window, width_pad // window
-            grid = grid.view(batch_size, rows, window, cols, window, channels).transpose(2, 3)  # B, nH, nW, Wh, Ww, C
-            windows.append(grid.reshape(batch_size, rows * cols, tokens, channels))  # B, nW_l, M, C
-            layouts.append((height, width, height_pad, width_pad, shift))
-        windows = torch.cat(windows, dim=1) if len(windows) > 1 else windows[0]  # B, nW, M, C
+            height_pad, width_pad = -(-height // window) * window, -(-width // window) * window
+            layouts.append((height, width, height_pad, width_pad, self.level_shift(level, height, width)))
+        gather, scatter = self.window_token_index(layouts, grids[0].device)
+        # every level's tokens, then one zero token that the padding of partial windows points to
+        tokens_of_levels = [grid.reshape(batch_size, -1, channels) for grid in grids]
+        flat = torch.cat(tokens_of_levels + [grids[0].new_zeros(batch_size, 1, channels)], dim=1)  # B, T+1, C
+        windows = flat[:, gather].view(batch_size, -1, tokens, channels)  # B, nW, M, C: pad, shift and partition
         num_windows = windows.shape[1]
 
         weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
@@ -215,15 +214,43 @@ class ManoLayer(Swinv2Layer):
         context = context.view(batch_size, num_windows, heads, tokens, head_dim).transpose(2, 3)  # B, nW, M, heads, d
         context = self.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
 
-        outputs = []
-        level_windows = context.split(self._windows_per_level(layouts), dim=1)
-        for level_context, (height, width, height_pad, width_pad, shift) in zip(level_windows, layouts):
-            level_context = level_context.reshape(-1, window, window, channels)  # B*nW_l, Wh, Ww, C
-            grid = window_reverse(level_context, window, height_pad, width_pad)  # B, H', W', C
-            if shift > 0:
-                grid = torch.roll(grid, shifts=(shift, shift), dims=(1, 2))
-            outputs.append(grid[:, :height, :width])
-        return outputs
+        # merge windows, undo the shift and drop the padding: one gather back to the tokens of every level
+        context = context.reshape(batch_size, num_windows * tokens, channels)[:, scatter]  # B, T, C
+        sizes = [height * width for height, width, *_ in layouts]
+        return [
+            level.view(batch_size, height, width, channels)
+            for level, (height, width, *_) in zip(context.split(sizes, dim=1), layouts)
+        ]
+
+    def window_token_index(self, layouts: list[tuple[int, ...]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token permutations between the levels' grids and their shifted windows, built once per grid layout.
+
+        `gather` (nW*M,) lists, window after window, the token each window position reads: SwinV2's pad, cyclic
+        shift and partition of every level at once, in the order of `torch.cat` over levels; padding positions read
+        the extra zero token at index T. `scatter` (T,) gives each token of each level its window position, which
+        merges windows, undoes the shift and drops the padding.
+        """
+        key = (tuple(layouts), device)
+        if key in self._index_cache:
+            return self._index_cache[key]
+        window = self.window_size
+        total_tokens = sum(height * width for height, width, *_ in layouts)
+        gathers, scatters, token_offset, window_offset = [], [], 0, 0
+        for height, width, height_pad, width_pad, shift in layouts:
+            # window position (row block, column block, i, j) reads padded cell ((row + shift) % H', (col + shift) % W')
+            rows = (torch.arange(height_pad, device=device).view(-1, 1, window, 1) + shift) % height_pad
+            cols = (torch.arange(width_pad, device=device).view(1, -1, 1, window) + shift) % width_pad
+            rows, cols = (x.flatten() for x in torch.broadcast_tensors(rows, cols))  # nW_l * M each
+            inside = (rows < height) & (cols < width)
+            source = token_offset + rows * width + cols
+            gathers.append(torch.where(inside, source, total_tokens))
+            scatter = torch.empty(height * width, dtype=torch.long, device=device)
+            scatter[source[inside] - token_offset] = window_offset + torch.nonzero(inside).flatten()
+            scatters.append(scatter)
+            token_offset += height * width
+            window_offset += rows.numel()
+        self._index_cache[key] = (torch.cat(gathers), torch.cat(scatters))
+        return self._index_cache[key]
 
     def _windows_per_level(self, layouts: list[tuple[int, ...]]) -> list[int]:
         """Number of windows nW_l of each level's padded grid."""
