@@ -49,3 +49,12 @@ __all__ = [
     "ManoPreTrainedModel",
     "multipole_attention",
 ]
+
+# --- MANO neural operator (physics, issue 5): its own model_type, registered with AutoConfig and AutoModel --------
+from .configuration_mano_operator import ManoOperatorConfig  # noqa: E402
+from .modeling_mano_operator import ManoOperatorModel  # noqa: E402
+
+AutoConfig.register(ManoOperatorConfig.model_type, ManoOperatorConfig, exist_ok=True)
+AutoModel.register(ManoOperatorConfig, ManoOperatorModel, exist_ok=True)
+__all__ += ["ManoOperatorConfig", "ManoOperatorModel"]
+# --- end of the MANO neural operator block ------------------------------------------------------------------------

@@ -1,0 +1,195 @@
+"""The MANO neural operator: shapes from the config at several resolutions, the window attention against a naive
+loop, gradients, save/load, Auto classes and remote code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch.nn import functional as F
+from transformers import AutoConfig, AutoModel
+
+from transformers_mano import ManoOperatorConfig, ManoOperatorModel
+from transformers_mano.modeling_mano_operator import AUTO_MAP, ManoOperatorWindowAttention, relative_l2
+
+
+def tiny_config(**overrides) -> ManoOperatorConfig:
+    kwargs = dict(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, head_dim=4, intermediate_size=16)
+    return ManoOperatorConfig(**(kwargs | overrides))
+
+
+def fields(batch_size: int, side: int, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch_size, side, side, channels, generator=torch.Generator().manual_seed(seed))
+
+
+def naive_window_attention(attention: ManoOperatorWindowAttention, grid: torch.Tensor) -> torch.Tensor:
+    """Loop over every k x k window (stride s, padded grid), attend among its real points, average the overlaps."""
+    batch_size, height, width, _ = grid.shape
+    k, s, heads, head_dim = attention.window_size, attention.window_stride, attention.num_heads, attention.head_dim
+    inner = heads * head_dim
+    query, key, value = attention.qkv(attention.norm(grid)).split(inner, dim=-1)
+    total = torch.zeros(batch_size, height, width, inner)
+    count = torch.zeros(height, width)
+    for top in range(0, attention._padded_side(height) - k + 1, s):
+        for left in range(0, attention._padded_side(width) - k + 1, s):
+            points = [(y, x) for y in range(top, top + k) for x in range(left, left + k) if y < height and x < width]
+
+            def gather(tensor: torch.Tensor) -> torch.Tensor:
+                stacked = torch.stack([tensor[:, y, x] for y, x in points], dim=1)  # B, n, inner
+                return stacked.view(batch_size, len(points), heads, head_dim).transpose(1, 2)  # B, heads, n, d
+
+            out = F.scaled_dot_product_attention(gather(query), gather(key), gather(value))
+            out = out.transpose(1, 2).reshape(batch_size, len(points), inner)
+            for n, (y, x) in enumerate(points):
+                total[:, y, x] += out[:, n]
+                count[y, x] += 1
+    return attention.proj(total / count[None, :, :, None])
+
+
+@pytest.mark.parametrize(
+    "window_size, window_stride, height, width",
+    [(2, 1, 5, 6), (2, 2, 3, 3), (3, 2, 6, 7), (3, 1, 7, 4), (4, 1, 2, 3), (2, 1, 1, 1)],
+    ids=["k2s1", "k2s2-odd", "k3s2-overhang", "k3s1", "grid-smaller-than-window", "single-point"],
+)
+def test_window_attention_matches_a_naive_loop(window_size, window_stride, height, width) -> None:
+    torch.manual_seed(0)
+    attention = ManoOperatorWindowAttention(tiny_config(window_size=window_size, window_stride=window_stride))
+    grid = torch.randn(2, height, width, 8)
+    torch.testing.assert_close(attention(grid), naive_window_attention(attention, grid), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("side", [16, 32], ids=["16x16", "32x32"])
+def test_output_shapes_at_two_resolutions(side: int) -> None:
+    config = tiny_config(out_channels=2)
+    model = ManoOperatorModel(config).eval()
+    output = model(fields(3, side))
+    assert output.predictions.shape == (3, side, side, config.out_channels)
+    assert output.last_hidden_state.shape == (3, side, side, config.hidden_size)
+    assert output.loss is None and torch.isfinite(output.predictions).all()
+
+
+def test_level_count_follows_the_grid() -> None:
+    config = tiny_config()
+    assert [config.levels_for(side, side) for side in (2, 4, 16, 32, 64)] == [1, 2, 4, 5, 6]  # floor(log2 side)
+    assert tiny_config(sampling_rate=4).levels_for(16, 16) == 2
+    assert tiny_config(num_levels=3).levels_for(64, 64) == 3
+
+
+def test_single_level_is_local_attention_without_projectors() -> None:
+    model = ManoOperatorModel(tiny_config(num_levels=1))
+    assert all(layer.down is None and layer.up is None for layer in model.layers)
+    layer, grid = model.layers[0], torch.randn(2, 8, 8, 8)
+    expected = grid + layer.attention(grid)
+    torch.testing.assert_close(layer(grid), expected + layer.feed_forward(expected))
+
+
+def test_projectors_are_shared_by_every_level() -> None:
+    names = [name for name, _ in ManoOperatorModel(tiny_config()).named_parameters()]
+    assert [n for n in names if n.startswith("layers.0.") and ("down" in n or "up" in n)] == [
+        "layers.0.down.weight", "layers.0.up.weight"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("positional_embedding", ["none", "grid"])
+def test_every_parameter_gets_a_gradient(positional_embedding: str) -> None:
+    model = ManoOperatorModel(tiny_config(positional_embedding=positional_embedding))
+    output = model(fields(2, 8), labels=fields(2, 8, seed=1))
+    assert output.loss.ndim == 0 and torch.isfinite(output.loss)
+    output.loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_normalisation_is_part_of_the_model() -> None:
+    torch.manual_seed(0)
+    plain = ManoOperatorModel(tiny_config()).eval()
+    scaled = ManoOperatorModel(tiny_config(input_mean=1.0, input_std=2.0, output_mean=3.0, output_std=4.0)).eval()
+    scaled.load_state_dict(plain.state_dict())
+    inputs = fields(2, 8)
+    with torch.no_grad():
+        expected = plain(inputs * 0.5 - 0.5).predictions * 4.0 + 3.0  # (a - 1) / 2 = a / 2 - 1 / 2
+        torch.testing.assert_close(scaled(inputs).predictions, expected)
+
+
+def test_relative_l2_and_loss() -> None:
+    targets = torch.ones(2, 4, 4, 1)
+    predictions = targets.clone()
+    predictions[1] *= 1.5
+    torch.testing.assert_close(relative_l2(predictions, targets), torch.tensor([0.0, 0.5]))
+    torch.testing.assert_close(relative_l2(predictions, targets, squared=True), torch.tensor([0.0, 0.25]))
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [({"window_stride": 3}, "window_stride"), ({"num_levels": 0}, "num_levels"), ({"num_levels": "many"}, "num_levels"),
+     ({"positional_embedding": "sine"}, "positional_embedding"), ({"sampling_rate": 1}, "sampling_rate"),
+     ({"output_std": 0.0}, "output_std"), ({"hidden_size": 0}, "hidden_size")],
+    ids=["stride>window", "zero-levels", "levels-string", "positional", "rate", "std", "width"],
+)  # fmt: skip
+def test_bad_config_values_name_the_field(overrides, field) -> None:
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**overrides)
+
+
+def test_bad_input_shape_is_explained() -> None:
+    with pytest.raises(ValueError, match="channel-last"):
+        ManoOperatorModel(tiny_config())(torch.rand(2, 1, 8, 8))
+
+
+def test_save_load_and_auto_round_trip(tmp_path) -> None:
+    model = ManoOperatorModel(tiny_config(input_mean=0.5, output_std=2.0)).eval()
+    model.save_pretrained(tmp_path)
+    files = {path.name for path in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "modeling_mano_operator.py", "configuration_mano_operator.py",
+            "multipole.py"} <= files  # fmt: skip
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "mano_operator" and config["auto_map"] == AUTO_MAP
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), ManoOperatorConfig)
+    inputs = fields(2, 32)  # saved at any size, run at 32 x 32
+    for loaded in (ManoOperatorModel.from_pretrained(tmp_path), AutoModel.from_pretrained(tmp_path)):
+        assert type(loaded) is ManoOperatorModel
+        with torch.no_grad():
+            assert torch.equal(loaded.eval()(inputs).predictions, model(inputs).predictions)
+
+
+LOAD_WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class RefuseMano(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "transformers_mano":
+                raise ImportError("transformers_mano is blocked in this process")
+
+    sys.meta_path.insert(0, RefuseMano())
+    import torch
+    from transformers import AutoModel
+
+    folder, inputs, outputs = sys.argv[1:4]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    with torch.no_grad():
+        torch.save(model(torch.load(inputs)).predictions, outputs)
+    """
+)
+
+
+def test_remote_code_load_without_the_package(tmp_path) -> None:
+    model = ManoOperatorModel(tiny_config()).eval()
+    model.save_pretrained(tmp_path / "checkpoint")
+    inputs = fields(2, 16)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_PACKAGE, str(tmp_path / "checkpoint"), str(tmp_path / "inputs.pt"),
+         str(tmp_path / "out.pt")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PATH": "/usr/bin:/bin",
+             "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with torch.no_grad():
+        assert torch.equal(torch.load(tmp_path / "out.pt"), model(inputs).predictions)

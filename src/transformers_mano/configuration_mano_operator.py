@@ -1,0 +1,141 @@
+"""Configuration of the MANO neural operator (the physics model of arXiv 2507.02748)."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+from .multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES, plan_num_levels
+
+POSITIONAL_EMBEDDINGS: tuple[str, ...] = ("none", "grid")
+
+
+@strict
+class ManoOperatorConfig(PreTrainedConfig):
+    r"""
+    Configuration of a `ManoOperatorModel`: a neural operator mapping fields on a 2-D grid to fields on the same grid
+    with multipole attention (arXiv 2507.02748, physics model). Defaults are the settings seen in the official physics
+    code: dim 128, depth 8, 4 heads of 32, 2 x 2 windows with stride 1, sampling rate 2.
+
+    in_channels (`int`, *optional*, defaults to 1):
+        Channels of the input field (the Darcy coefficient a(x): 1).
+    out_channels (`int`, *optional*, defaults to 1):
+        Channels of the output field (the Darcy solution u(x): 1).
+    hidden_size (`int`, *optional*, defaults to 128):
+        Width of the token grid after the pointwise lift.
+    num_hidden_layers (`int`, *optional*, defaults to 8):
+        Number of multipole blocks (attention + feed-forward, each with a residual).
+    num_attention_heads (`int`, *optional*, defaults to 4):
+        Heads of every attention.
+    head_dim (`int`, *optional*, defaults to 32):
+        Width of one head; the attention's inner width is `num_attention_heads * head_dim`.
+    intermediate_size (`int`, *optional*, defaults to 256):
+        Hidden width of the feed-forward MLP (inferred: the official code's value was not available).
+    window_size (`int`, *optional*, defaults to 2):
+        Side k of the local k x k attention windows, at every level.
+    window_stride (`int`, *optional*, defaults to 1):
+        Stride s between windows; s < k gives overlapping windows whose outputs are averaged per grid point.
+    sampling_rate (`int`, *optional*, defaults to 2):
+        Coarsening factor r per side between consecutive levels.
+    num_levels (`str` or `int`, *optional*, defaults to `"auto"`):
+        Levels of every block, full resolution included. `"auto"` follows the input grid: the largest count whose
+        coarsest grid keeps max(r, k) points per side, i.e. floor(log_r(side)) for k <= r, so the coarsest level fits
+        in one window and every head sees the whole domain at any resolution. An integer fixes the count (1 is
+        local window attention only, the ablation without far field).
+    projector_type (`str`, *optional*, defaults to `"conv"`):
+        `"conv"`: learned r x r strided convolution down and transposed convolution up (no bias).
+        `"pool"`: average pooling down and nearest-neighbour up, without parameters.
+    level_weighting (`str`, *optional*, defaults to `"vcycle"`):
+        `"vcycle"`: the i-th upsampled coarse contribution (coarsest first) is weighed by 1 / (i + 1), as in the
+        official physics code; `"sum"`: plain sum.
+    projector_init (`str`, *optional*, defaults to `"random"`):
+        Initialisation of learned projectors (see `multipole.projector_init_weight`). An operator trains from
+        scratch, so PyTorch's default is the default.
+    positional_embedding (`str`, *optional*, defaults to `"none"`):
+        `"none"`: no positional information, as in the official code. `"grid"`: the lift also sees the (y, x)
+        coordinates of each point in [0, 1], which are defined at every resolution.
+    layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+        Epsilon of every LayerNorm.
+    initializer_range (`float`, *optional*, defaults to 0.02):
+        Standard deviation of the truncated normal initialisation of linear layers.
+    input_mean, input_std, output_mean, output_std (`float`, *optional*, defaults to 0, 1, 0, 1):
+        Affine normalisation of the input field and de-normalisation of the output, fitted on the training set, so
+        that a saved operator maps physical fields to physical fields.
+
+    Example:
+
+    ```python
+    >>> from transformers_mano import ManoOperatorConfig, ManoOperatorModel
+    >>> config = ManoOperatorConfig(hidden_size=64, num_hidden_layers=4)
+    >>> config.levels_for(16, 16), config.levels_for(32, 32)
+    (4, 5)
+    >>> model = ManoOperatorModel(config)
+    ```"""
+
+    model_type = "mano_operator"
+
+    in_channels: int = 1
+    out_channels: int = 1
+    hidden_size: int = 128
+    num_hidden_layers: int = 8
+    num_attention_heads: int = 4
+    head_dim: int = 32
+    intermediate_size: int = 256
+    window_size: int = 2
+    window_stride: int = 1
+    sampling_rate: int = 2
+    num_levels: str | int = "auto"
+    projector_type: str = "conv"
+    level_weighting: str = "vcycle"
+    projector_init: str = "random"
+    positional_embedding: str = "none"
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    input_mean: float = 0.0
+    input_std: float = 1.0
+    output_mean: float = 0.0
+    output_std: float = 1.0
+
+    def __post_init__(self, **kwargs):
+        self._validate_operator_fields()
+        super().__post_init__(**kwargs)
+
+    def _validate_operator_fields(self) -> None:
+        choices = {
+            "projector_type": PROJECTOR_TYPES,
+            "level_weighting": LEVEL_WEIGHTINGS,
+            "projector_init": PROJECTOR_INITS,
+            "positional_embedding": POSITIONAL_EMBEDDINGS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ManoOperatorConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        positive = ("in_channels", "out_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "head_dim", "intermediate_size", "window_size", "window_stride")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"ManoOperatorConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.window_stride > self.window_size:
+            raise ValueError(
+                f"ManoOperatorConfig.window_stride ({self.window_stride}) must not exceed window_size "
+                f"({self.window_size}): windows would leave grid points out"
+            )
+        if self.sampling_rate < 2:
+            raise ValueError(f"ManoOperatorConfig.sampling_rate must be >= 2, got {self.sampling_rate!r}")
+        if isinstance(self.num_levels, str) and self.num_levels != "auto":
+            raise ValueError(f"ManoOperatorConfig.num_levels must be 'auto' or an int >= 1, got {self.num_levels!r}")
+        if isinstance(self.num_levels, int) and self.num_levels < 1:
+            raise ValueError(f"ManoOperatorConfig.num_levels must be 'auto' or an int >= 1, got {self.num_levels!r}")
+        for name in ("input_std", "output_std"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ManoOperatorConfig.{name} must be > 0, got {getattr(self, name)!r}")
+
+    def levels_for(self, height: int, width: int) -> int:
+        """Level count of every block on a (height, width) grid (see `num_levels`)."""
+        if self.num_levels != "auto":
+            return int(self.num_levels)
+        min_side = max(self.sampling_rate, self.window_size)
+        return plan_num_levels(height, width, min_side, self.sampling_rate)
+
+
+__all__ = ["POSITIONAL_EMBEDDINGS", "ManoOperatorConfig"]
