@@ -1,0 +1,340 @@
+"""Darcy flow data for neural operators, as `datasets` objects cached on disk.
+
+The steady Darcy equation on the unit square
+
+    -div(a(x) grad u(x)) = f(x),   x in (0, 1)^2,    u = 0 on the boundary,
+
+maps a permeability a to a pressure u. Two sources give (a, u) pairs on n x n grids:
+
+- `neuralop_darcy_16`: the small set the `neuraloperator` package shipped inside its 0.2.0 / 0.3.0 wheels
+  (train 16 x 16 x 1000, test 16 x 16 x 50 and 32 x 32 x 50; MIT). Its quirks are documented in docs/darcy.md:
+  a binary coefficient (stored as booleans) and a solution that is not zero on the bottom and right edges.
+- `grf_darcy_<n>`: the FNO paper's recipe, generated here: a Gaussian random field with covariance
+  (-Laplacian + 9 I)^-2 thresholded to a = 12 where positive and a = 3 elsewhere, f = 1, zero Dirichlet boundary,
+  second-order finite differences on a grid `refine` times finer, a sparse direct solve, then subsampling.
+
+Every split is a `datasets.Dataset` with float32 columns `coefficient` and `solution`, both (n, n).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Array2D, Dataset, DatasetDict, Features, load_from_disk
+from datasets import config as datasets_config
+from scipy import fft, sparse
+from scipy.sparse.linalg import spsolve
+from tqdm.auto import tqdm
+
+NEURALOP_WHEEL_VERSION = "0.3.0"
+NEURALOP_FILE_PATTERN = re.compile(r"darcy_(train|test)_(\d+)\.pt$")
+NEURALOP_SPLITS: dict[str, str] = {"train": "darcy_train_16.pt", "test_16": "darcy_test_16.pt", "test_32": "darcy_test_32.pt"}
+
+
+def default_cache_dir() -> Path:
+    """`<datasets cache>/transformers_mano_darcy`, beside the other `datasets` caches."""
+    return Path(datasets_config.HF_DATASETS_CACHE) / "transformers_mano_darcy"
+
+
+def darcy_features(resolution: int) -> Features:
+    """Features of one split at `resolution`: `coefficient` and `solution`, both float32 (n, n)."""
+    shape = (resolution, resolution)
+    return Features({"coefficient": Array2D(shape, "float32"), "solution": Array2D(shape, "float32")})
+
+
+def to_dataset(coefficients: np.ndarray, solutions: np.ndarray) -> Dataset:
+    """(N, n, n) coefficient and solution arrays -> a `Dataset` with columns `coefficient`, `solution`."""
+    coefficients = np.asarray(coefficients, dtype=np.float32)
+    solutions = np.asarray(solutions, dtype=np.float32)
+    if coefficients.shape != solutions.shape or coefficients.ndim != 3 or coefficients.shape[1] != coefficients.shape[2]:
+        raise ValueError(f"need matching (N, n, n) arrays, got {coefficients.shape} and {solutions.shape}")
+    return Dataset.from_dict(
+        {"coefficient": coefficients, "solution": solutions}, features=darcy_features(coefficients.shape[1])
+    )
+
+
+def _save_atomically(data: DatasetDict, path: Path) -> None:
+    """`save_to_disk` into a temporary sibling, then rename: a crash never leaves a half-written cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        data.save_to_disk(str(tmp))
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# --- the neuraloperator set -------------------------------------------------------------------------------------
+
+
+def _download_neuralop_wheel(directory: Path) -> Path:
+    """`pip download --no-deps neuraloperator==0.3.0` into `directory`; the wheel's path."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", f"neuraloperator=={NEURALOP_WHEEL_VERSION}",
+         "-d", str(directory), "--quiet"],
+        check=True,
+    )  # fmt: skip
+    wheels = sorted(directory.glob("neuraloperator-*.whl"))
+    if not wheels:
+        raise FileNotFoundError(f"pip download left no neuraloperator wheel in {directory}")
+    return wheels[0]
+
+
+def extract_neuralop_darcy(source: str | Path | None, destination: Path) -> Path:
+    """Put the neuraloperator Darcy `.pt` files in `destination` and return it.
+
+    Args:
+        source: a neuraloperator 0.2.0 / 0.3.0 wheel, a folder holding `darcy_*.pt` files anywhere below it (e.g. an
+            unpacked wheel or a neuraloperator checkout), or None to fetch the wheel from PyPI with pip.
+        destination: folder that receives `darcy_train_16.pt`, `darcy_test_16.pt`, `darcy_test_32.pt`.
+    """
+    destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if source is None:
+            source = _download_neuralop_wheel(Path(tmp))
+        source = Path(source)
+        if source.is_dir():
+            for path in source.rglob("darcy_*.pt"):
+                if NEURALOP_FILE_PATTERN.search(path.name):
+                    shutil.copyfile(path, destination / path.name)
+        elif zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as wheel:
+                for member in wheel.namelist():
+                    if NEURALOP_FILE_PATTERN.search(member):
+                        (destination / Path(member).name).write_bytes(wheel.read(member))
+        else:
+            raise FileNotFoundError(f"{source} is neither a folder nor a wheel (zip) file")
+    missing = [name for name in NEURALOP_SPLITS.values() if not (destination / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{source} holds no {missing}; expected neuraloperator 0.2.0 / 0.3.0 data files")
+    return destination
+
+
+def read_neuralop_pt(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One neuraloperator Darcy file -> (coefficients, solutions), float32 (N, n, n).
+
+    The files hold a dict {"x": bool (N, n, n), "y": float32 (N, n, n)}; the boolean coefficient becomes 0 / 1.
+    """
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    return data["x"].float().numpy(), data["y"].float().numpy()
+
+
+def load_neuralop_darcy(
+    cache_dir: str | Path | None = None, source: str | Path | None = None, overwrite: bool = False
+) -> DatasetDict:
+    """The neuraloperator small Darcy set: `train` (1000, 16x16), `test_16` (50, 16x16), `test_32` (50, 32x32).
+
+    Converted once and cached with `save_to_disk` under `cache_dir/neuralop_darcy`; `source` as in
+    `extract_neuralop_darcy` (None fetches the 0.3.0 wheel with pip, which needs PyPI).
+    """
+    path = Path(cache_dir or default_cache_dir()) / "neuralop_darcy"
+    if path.exists() and not overwrite:
+        return load_from_disk(str(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = extract_neuralop_darcy(source, Path(tmp))
+        data = DatasetDict({split: to_dataset(*read_neuralop_pt(raw / name)) for split, name in NEURALOP_SPLITS.items()})
+    if path.exists():
+        shutil.rmtree(path)
+    _save_atomically(data, path)
+    return load_from_disk(str(path))
+
+
+# --- the FNO-recipe generator -----------------------------------------------------------------------------------
+
+
+def sample_gaussian_random_field(
+    resolution: int, rng: np.random.Generator, alpha: float = 2.0, tau: float = 3.0
+) -> np.ndarray:
+    """One zero-mean Gaussian random field with covariance (-Laplacian + tau^2 I)^-alpha on an n x n grid.
+
+    A cosine series on the unit square (Neumann eigenfunctions of the Laplacian, eigenvalues pi^2 |k|^2) with
+    independent normal coefficients scaled by (pi^2 |k|^2 + tau^2)^(-alpha / 2), the constant mode removed, evaluated
+    at the cell centres by an inverse DCT. The overall scale is arbitrary (thresholding only reads the sign).
+
+    Returns:
+        (n, n) float64.
+    """
+    k = np.arange(resolution)
+    eigen = np.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2) + tau**2
+    coefficients = rng.standard_normal((resolution, resolution)) * eigen ** (-alpha / 2)
+    coefficients[0, 0] = 0.0
+    return fft.idctn(coefficients, type=2, norm="ortho")
+
+
+def threshold_coefficient(field: np.ndarray, high: float = 12.0, low: float = 3.0) -> np.ndarray:
+    """The FNO recipe's two-phase permeability: `high` where the field is >= 0, `low` elsewhere."""
+    return np.where(field >= 0, high, low)
+
+
+def darcy_matrix(coefficient: np.ndarray, forcing: float = 1.0) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Finite-difference system `A u = b` of -div(a grad u) = f on the interior of an n x n grid, u = 0 on the edge.
+
+    Grid points include the boundary, spacing h = 1 / (n - 1). The flux between two neighbours uses the arithmetic
+    mean of their coefficients (second-order five-point stencil):
+    (A u)_ij = sum over the 4 neighbours nb of a_(ij,nb) (u_ij - u_nb) / h^2, with u = 0 at boundary neighbours.
+
+    Returns:
+        A: ((n-2)^2, (n-2)^2) sparse; b: ((n-2)^2,) the forcing at the interior points (row-major).
+    """
+    n = coefficient.shape[0]
+    if coefficient.shape != (n, n) or n < 3:
+        raise ValueError(f"need a square coefficient of side >= 3, got shape {coefficient.shape}")
+    m = n - 2
+    inv_h2 = (n - 1) ** 2
+    index = np.arange(m * m).reshape(m, m)
+    interior = coefficient[1:-1, 1:-1]
+    rows, cols, values = [], [], []
+    diagonal = np.zeros((m, m))
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        neighbour = coefficient[1 + dy : n - 1 + dy, 1 + dx : n - 1 + dx]
+        face = 0.5 * (interior + neighbour) * inv_h2  # m, m
+        diagonal += face
+        # couplings to interior neighbours only; a boundary neighbour carries u = 0 and drops out
+        ys, xs = np.meshgrid(np.arange(max(0, -dy), m - max(0, dy)), np.arange(max(0, -dx), m - max(0, dx)), indexing="ij")
+        rows.append(index[ys, xs].ravel())
+        cols.append(index[ys + dy, xs + dx].ravel())
+        values.append(-face[ys, xs].ravel())
+    rows.append(index.ravel())
+    cols.append(index.ravel())
+    values.append(diagonal.ravel())
+    matrix = sparse.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(m * m, m * m)
+    )
+    return matrix, np.full(m * m, forcing)
+
+
+def solve_darcy(coefficient: np.ndarray, forcing: float = 1.0) -> np.ndarray:
+    """The finite-difference solution u on the full n x n grid (zero on the edge) for one coefficient (n, n)."""
+    matrix, rhs = darcy_matrix(coefficient, forcing)
+    n = coefficient.shape[0]
+    solution = np.zeros((n, n))
+    solution[1:-1, 1:-1] = spsolve(matrix.tocsc(), rhs).reshape(n - 2, n - 2)
+    return solution
+
+
+def generate_darcy(
+    num_samples: int, resolution: int, seed: int = 0, refine: int = 4, progress: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of the FNO paper's Darcy recipe: (coefficients, solutions), float32 (N, n, n).
+
+    Each sample is drawn and solved on a grid of side `(n - 1) * refine + 1` and subsampled by `refine`, so the
+    n x n points include the boundary and the solution carries the finer grid's discretisation accuracy.
+    Reproducible: sample i depends only on (`seed`, i, `resolution`, `refine`).
+
+    Args:
+        progress: show a tqdm bar; None shows it when the run is long (more than 50 samples).
+    """
+    if resolution < 3 or refine < 1 or num_samples < 0:
+        raise ValueError(f"need resolution >= 3, refine >= 1, num_samples >= 0; got {resolution}, {refine}, {num_samples}")
+    fine = (resolution - 1) * refine + 1
+    coefficients = np.empty((num_samples, resolution, resolution), dtype=np.float32)
+    solutions = np.empty_like(coefficients)
+    show = num_samples > 50 if progress is None else progress
+    for i in tqdm(range(num_samples), desc=f"Darcy {resolution}x{resolution} (solve {fine}x{fine})", disable=not show):
+        rng = np.random.default_rng([seed, i])
+        coefficient = threshold_coefficient(sample_gaussian_random_field(fine, rng))
+        solution = solve_darcy(coefficient)
+        coefficients[i] = coefficient[::refine, ::refine]
+        solutions[i] = solution[::refine, ::refine]
+    return coefficients, solutions
+
+
+def load_generated_darcy(
+    train_resolution: int = 16,
+    test_resolutions: tuple[int, ...] = (16, 32),
+    num_train: int = 1000,
+    num_test: int = 100,
+    seed: int = 0,
+    refine: int = 4,
+    cache_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> DatasetDict:
+    """Generated Darcy data: `train` at `train_resolution`, `test_<n>` at each test resolution, cached on disk.
+
+    Train and test splits draw from disjoint seeds (`2 seed` for train, `2 seed + 1 + 1000 n` for the test at n),
+    so no test sample is a training sample. The cache key holds every argument.
+    """
+    name = f"grf_darcy_{train_resolution}_n{num_train}_t{'-'.join(map(str, test_resolutions))}_n{num_test}_s{seed}_r{refine}"
+    path = Path(cache_dir or default_cache_dir()) / name
+    if path.exists() and not overwrite:
+        return load_from_disk(str(path))
+    splits = {"train": to_dataset(*generate_darcy(num_train, train_resolution, seed=2 * seed, refine=refine))}
+    for resolution in test_resolutions:
+        test_seed = 2 * seed + 1 + 1000 * resolution
+        splits[f"test_{resolution}"] = to_dataset(*generate_darcy(num_test, resolution, seed=test_seed, refine=refine))
+    if path.exists():
+        shutil.rmtree(path)
+    _save_atomically(DatasetDict(splits), path)
+    return load_from_disk(str(path))
+
+
+def load_darcy(
+    name: str,
+    cache_dir: str | Path | None = None,
+    source: str | Path | None = None,
+    num_train: int | None = None,
+    num_test: int | None = None,
+    seed: int = 0,
+) -> DatasetDict:
+    """A Darcy data set by name: `neuralop_darcy_16`, or `grf_darcy_<n>` (generated, tests at n and 2n).
+
+    Every returned split has columns `coefficient`, `solution`; splits `train` and `test_<resolution>`.
+    `num_train` / `num_test` subsample the neuraloperator set or size the generated one (default 1000 / 100).
+    """
+    if name == "neuralop_darcy_16":
+        data = load_neuralop_darcy(cache_dir, source)
+        if num_train is not None:
+            data["train"] = data["train"].select(range(min(num_train, len(data["train"]))))
+        if num_test is not None:
+            for split in [s for s in data if s.startswith("test_")]:
+                data[split] = data[split].select(range(min(num_test, len(data[split]))))
+        return data
+    match = re.fullmatch(r"grf_darcy_(\d+)", name)
+    if match:
+        resolution = int(match.group(1))
+        return load_generated_darcy(
+            resolution, (resolution, 2 * resolution), num_train or 1000, num_test or 100, seed, cache_dir=cache_dir
+        )
+    raise ValueError(f"unknown Darcy data set {name!r}: use 'neuralop_darcy_16' or 'grf_darcy_<resolution>'")
+
+
+def split_resolutions(data: DatasetDict) -> list[int]:
+    """Resolutions of the `test_<n>` splits, ascending."""
+    return sorted(int(split.split("_")[1]) for split in data if split.startswith("test_"))
+
+
+def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split as channel-last float32 tensors: coefficients (N, n, n, 1) and solutions (N, n, n, 1)."""
+    data = dataset.with_format("numpy")
+    coefficients = torch.from_numpy(np.asarray(data["coefficient"], dtype=np.float32))[..., None]
+    solutions = torch.from_numpy(np.asarray(data["solution"], dtype=np.float32))[..., None]
+    return coefficients, solutions
+
+
+__all__ = [
+    "NEURALOP_SPLITS",
+    "as_tensors",
+    "darcy_features",
+    "darcy_matrix",
+    "default_cache_dir",
+    "extract_neuralop_darcy",
+    "generate_darcy",
+    "load_darcy",
+    "load_generated_darcy",
+    "load_neuralop_darcy",
+    "read_neuralop_pt",
+    "sample_gaussian_random_field",
+    "solve_darcy",
+    "split_resolutions",
+    "threshold_coefficient",
+    "to_dataset",
+]
