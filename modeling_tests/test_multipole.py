@@ -87,3 +87,16 @@ def test_shared_projectors_appear_once_in_named_parameters():
     multipole_attention(torch.randn(1, 16, 16, 4), lambda x, level: seen.append(x.shape) or x, down, up, num_levels=4)
     assert [tuple(shape[1:3]) for shape in seen] == [(16, 16), (8, 8), (4, 4), (2, 2)]
     assert [name for name, _ in module.named_parameters()] == ["down.weight", "up.weight"]
+
+
+@pytest.mark.parametrize("rate", [2, 4])
+def test_learned_projectors_equal_their_convolutions(rate):
+    """The channel-last matrix-product forms compute the strided (transposed) convolutions they hold weights for."""
+    torch.manual_seed(0)
+    down, up = MultipoleDownsample(6, rate), MultipoleUpsample(6, rate)
+    grid = torch.randn(2, 9, 13, 6)  # odd sides: the coarsening pads
+    padded = torch.nn.functional.pad(grid, (0, 0, 0, -13 % rate, 0, -9 % rate)).permute(0, 3, 1, 2)
+    expected_down = torch.nn.functional.conv2d(padded, down.weight, stride=rate).permute(0, 2, 3, 1)
+    expected_up = torch.nn.functional.conv_transpose2d(grid.permute(0, 3, 1, 2), up.weight, stride=rate)
+    torch.testing.assert_close(down(grid), expected_down)
+    torch.testing.assert_close(up(grid), expected_up.permute(0, 2, 3, 1))

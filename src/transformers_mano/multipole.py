@@ -88,8 +88,15 @@ class MultipoleDownsample(nn.Conv2d):
         self.sampling_rate = sampling_rate
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        grid = _pad_to_multiple(grid, self.sampling_rate).permute(0, 3, 1, 2)  # B, C, H, W
-        return super().forward(grid).permute(0, 2, 3, 1)  # B, H/r, W/r, C
+        # the strided convolution as one matrix product over the r*r*C values of each patch, channel-last
+        # throughout: no NCHW round trip
+        rate = self.sampling_rate
+        grid = _pad_to_multiple(grid, rate)
+        batch_size, height, width, channels = grid.shape
+        patches = grid.view(batch_size, height // rate, rate, width // rate, rate, channels).transpose(2, 3)
+        patches = patches.reshape(batch_size, height // rate, width // rate, rate * rate * channels)  # B, h, w, r*r*C
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)  # C_out, r*r*C_in
+        return F.linear(patches, weight)  # B, H/r, W/r, C
 
     def average_pooling_weight(self) -> torch.Tensor:
         """Identity over channels, `1 / r^2` per tap: the coarse token is the mean of its r x r children."""
@@ -109,7 +116,13 @@ class MultipoleUpsample(nn.ConvTranspose2d):
         self.sampling_rate = sampling_rate
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        return super().forward(grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # B, r*h, r*w, C
+        # the stride-r transposed convolution as one matrix product giving every token its r*r children
+        rate = self.sampling_rate
+        batch_size, height, width, _ = grid.shape
+        weight = self.weight.permute(2, 3, 1, 0).reshape(-1, self.in_channels)  # r*r*C_out, C_in
+        children = F.linear(grid, weight).view(batch_size, height, width, rate, rate, self.out_channels)
+        children = children.transpose(2, 3)  # B, h, r, w, r, C
+        return children.reshape(batch_size, height * rate, width * rate, self.out_channels)  # B, r*h, r*w, C
 
     def nearest_weight(self) -> torch.Tensor:
         """Identity over channels on every tap: each coarse token is copied to its r x r children."""
