@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -224,7 +225,8 @@ def test_train_transform_is_seeded_per_example_and_epoch_and_eval_is_determinist
     evaluate_ = ImageClassificationTransform((16, 12), [0.5] * 3, [0.25] * 3, train=False)
     out = evaluate_({"image": batch["image"], "label": batch["label"]})
     assert tuple(out["pixel_values"][0].shape) == (3, 16, 12) and out["label"] == [0, 1, 2]
-    assert torch.equal(evaluate_({"image": batch["image"], "label": [0, 1, 2]})["pixel_values"][2], out["pixel_values"][2])
+    again = evaluate_({"image": batch["image"], "label": [0, 1, 2]})
+    assert torch.equal(again["pixel_values"][2], out["pixel_values"][2])
 
 
 # ------------------------------------------------------------------------------------------- training modes
@@ -301,6 +303,16 @@ def test_top_k_accuracy_metric_loads_offline_and_counts_ranks():
     assert metric.compute(predictions=[[0.0] * 4], references=[1]) == {"accuracy": 0.0}
 
 
+def test_metric_keeps_predictions_in_memory():
+    # evaluate's default cache file is named by experiment id and process index, so concurrent runs (or DDP ranks)
+    # on one machine could read each other's predictions: two runs in parallel once reported each other's accuracy.
+    first, second = load_top_k_accuracy(), load_top_k_accuracy()
+    assert first.keep_in_memory and first.cache_file_name is None
+    first.add_batch(predictions=[[1.0, 0.0]] * 3, references=[0, 0, 0])
+    second.add_batch(predictions=[[1.0, 0.0]] * 3, references=[1, 1, 1])
+    assert first.compute()["accuracy"] == 1.0 and second.compute()["accuracy"] == 0.0
+
+
 def test_label_mismatch_with_a_checkpoint_head_needs_ignore_mismatched_sizes(tmp_path):
     tiny_mano(num_labels=2).save_pretrained(tmp_path)
     labels = list(CLASSES)
@@ -315,7 +327,8 @@ def test_label_mismatch_with_a_checkpoint_head_needs_ignore_mismatched_sizes(tmp
 
 def test_arguments_default_to_the_embedded_recipe_and_explicit_flags_win():
     model_args, data_args, training_args = parse_arguments([])
-    assert (model_args.model_type, data_args.dataset, training_args.output_dir) == ("mano", None, "outputs/mano-digits")
+    assert (model_args.model_type, data_args.dataset) == ("mano", None)
+    assert training_args.output_dir == "outputs/mano-digits"
     assert training_args.learning_rate == 3e-3 and training_args.eval_strategy == "epoch"
     assert training_args.remove_unused_columns is False and data_args.hflip_probability == 0.0
     _, _, training_args = parse_arguments(["--model_type", "swinv2", "--learning_rate", "1e-4"])
@@ -379,12 +392,21 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(image_folder, tmp_p
     full_state = json.loads((full_dir / "trainer_state.json").read_text())
     resumed_state = json.loads((cut_dir / "trainer_state.json").read_text())
     assert resumed_state["global_step"] == full_state["global_step"] == 10
-    losses = lambda state: [log["loss"] for log in state["log_history"] if "loss" in log and log["step"] > 6]  # noqa: E731
+
+    def losses(state: dict) -> list[float]:
+        return [log["loss"] for log in state["log_history"] if "loss" in log and log["step"] > 6]
+
     assert losses(resumed_state) == pytest.approx(losses(full_state), rel=1e-5)
     full_model = AutoModelForImageClassification.from_pretrained(full_dir)
     resumed_model = AutoModelForImageClassification.from_pretrained(cut_dir)
     for (name, a), (_, b) in zip(full_model.state_dict().items(), resumed_model.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _first_logged_loss(output_dir: Path) -> float:
@@ -401,8 +423,8 @@ def test_two_process_torchrun_on_cpu_logs_the_same_loss_scale_as_one_process(ima
     run_image_classification(*parse_arguments(
         tiny_args(one, *common, "--per_device_train_batch_size", "8", train_dir=image_folder / "train", config=config)
     ))  # fmt: skip
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-                str(SCRIPT),
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(_free_port()), str(SCRIPT),
                 *tiny_args(two, *common, "--per_device_train_batch_size", "4", train_dir=image_folder / "train",
                            config=config)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

@@ -13,11 +13,13 @@ MODEL_TYPES = ("mano", "swinv2")
 
 @dataclass
 class ModelArguments:
-    """Which model to fine-tune (a checkpoint) or train from scratch (a model type and config), and which weights train."""
+    """The model: a checkpoint to fine-tune, or a model type and config to train from scratch; and what trains."""
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Checkpoint to fine-tune: a Hub id or a local folder (MANO or SwinV2). Omit to train from scratch."},
+        metadata={
+            "help": "Checkpoint to fine-tune: a Hub id or a local folder (MANO or SwinV2). Omit to train from scratch."
+        },
     )
     model_type: str = field(
         default="mano",
@@ -48,7 +50,7 @@ class ModelArguments:
     )
     ignore_mismatched_sizes: bool = field(
         default=False,
-        metadata={"help": "Start a new classifier when the data set's label count differs from the checkpoint's head."},
+        metadata={"help": "Start a new classifier when the data set's label count differs from the checkpoint's."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub downloads."})
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
@@ -82,18 +84,22 @@ class DataTrainingArguments:
     train_dir: str | None = field(default=None, metadata={"help": "Local image folder (one sub-folder per class)."})
     validation_dir: str | None = field(default=None, metadata={"help": "Local validation image folder."})
     test_dir: str | None = field(default=None, metadata={"help": "Local test image folder."})
-    image_column_name: str | None = field(default=None, metadata={"help": "Image column (default: preset's or 'image')."})
-    label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: preset's or 'label')."})
+    image_column_name: str | None = field(
+        default=None, metadata={"help": "Image column (default: the preset's, or 'image')."}
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Label column (default: the preset's, or 'label')."}
+    )
     train_split_name: str = field(default="train", metadata={"help": "Training split of --dataset_name."})
     validation_split_name: str | None = field(
         default=None, metadata={"help": "Validation split of --dataset_name; carved from train when absent."}
     )
     test_split_name: str | None = field(default=None, metadata={"help": "Test split of --dataset_name, if any."})
     train_val_split: float = field(
-        default=0.1, metadata={"help": "Fraction of train carved as validation where a data set has no validation split."}
+        default=0.1, metadata={"help": "Fraction of train carved as validation where a data set has none."}
     )
     split_seed: int = field(
-        default=0, metadata={"help": "Seed of the carved validation split (kept apart from --seed so the split is fixed)."}
+        default=0, metadata={"help": "Seed of the carved validation split (apart from --seed, so the split stays)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation and test sets."})

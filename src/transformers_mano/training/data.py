@@ -172,7 +172,8 @@ def load_image_classification_splits(
     optionally `validation_dir`/`test_dir`; one sub-folder per class). With none, the embedded digits are used.
     A missing validation split is carved from `train` (`train_val_split`, `split_seed`).
     """
-    sources = [name for name, value in (("--dataset", dataset), ("--dataset_name", dataset_name), ("--train_dir", train_dir)) if value]
+    given = (("--dataset", dataset), ("--dataset_name", dataset_name), ("--train_dir", train_dir))
+    sources = [name for name, value in given if value]
     if len(sources) > 1:
         raise ValueError(f"Give one data source, got {' and '.join(sources)}")
     if (validation_dir or test_dir) and not train_dir:

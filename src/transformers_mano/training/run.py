@@ -125,7 +125,7 @@ def resolve_checkpoint(training_args: ImageClassificationTrainingArguments) -> s
     if resume.lower() in ("last", "true"):
         last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
         if last is None:
-            raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint-* folder in {training_args.output_dir}")
+            raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint-* in {training_args.output_dir}")
         return last
     if not os.path.isdir(resume):
         raise ValueError(f"--resume_from_checkpoint {resume!r} is not a folder")
@@ -323,7 +323,8 @@ def run_image_classification(
         token=model_args.token,
     )
     labels = label_names(splits)
-    logger.info(f"Data: {', '.join(f'{split} {len(ds)}' for split, ds in splits.items())} images, {len(labels)} classes")
+    sizes = ", ".join(f"{split} {len(dataset)}" for split, dataset in splits.items())
+    logger.info(f"Data: {sizes} images, {len(labels)} classes")
 
     transformers.set_seed(training_args.seed)  # the from-scratch weights depend on it
     model, image_processor = build_model_and_processor(model_args, labels)
