@@ -377,9 +377,36 @@ class StopAtStep(TrainerCallback):
             control.should_training_stop = True
 
 
+class KeepModel(TrainerCallback):
+    """Keeps the trained model object, to evaluate it as Trainer does (in the process that trained it)."""
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.model = model
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ManoLayer._bias_cache keys on parameter versions, which Trainer's default fused AdamW does not bump: "
+    "evaluation after training steps reuses the position bias of the first evaluation",
+)
+def test_evaluation_during_training_uses_the_current_weights(image_folder, tmp_path):
+    # Trainer's default optimizer (adamw_torch_fused); evaluation each epoch, as the recipes do.
+    out = tmp_path / "run"
+    keep = KeepModel()
+    run_image_classification(
+        *parse_arguments(tiny_args(out, "--do_predict", "false", train_dir=image_folder / "train")), callbacks=[keep]
+    )
+    pixel_values = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    reloaded = AutoModelForImageClassification.from_pretrained(out).eval()
+    keep.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(keep.model(pixel_values).logits, reloaded(pixel_values).logits)
+
+
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(image_folder, tmp_path):
-    # 18 training images, batch 4: 5 steps per epoch, 10 in all; the checkpoint at step 6 is mid-epoch.
-    extra = ["--save_strategy", "steps", "--save_steps", "3", "--do_predict", "false"]
+    # 18 training images, batch 4: 5 steps per epoch, 10 in all; the checkpoint at step 6 is mid-epoch. Plain AdamW:
+    # with the fused default, the uninterrupted run evaluates with a stale position bias (see the xfail above).
+    extra = ["--save_strategy", "steps", "--save_steps", "3", "--do_predict", "false", "--optim", "adamw_torch"]
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
     full = run_image_classification(*parse_arguments(tiny_args(full_dir, *extra, train_dir=image_folder / "train")))
     cut_args = tiny_args(cut_dir, *extra, train_dir=image_folder / "train")
