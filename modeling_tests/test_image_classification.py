@@ -304,8 +304,7 @@ def test_top_k_accuracy_metric_loads_offline_and_counts_ranks():
 
 
 def test_metric_keeps_predictions_in_memory():
-    # evaluate's default cache file is named by experiment id and process index, so concurrent runs (or DDP ranks)
-    # on one machine could read each other's predictions: two runs in parallel once reported each other's accuracy.
+    # evaluate stages predictions in a cache file named by experiment id and process index unless kept in memory.
     first, second = load_top_k_accuracy(), load_top_k_accuracy()
     assert first.keep_in_memory and first.cache_file_name is None
     first.add_batch(predictions=[[1.0, 0.0]] * 3, references=[0, 0, 0])

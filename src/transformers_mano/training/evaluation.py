@@ -15,9 +15,9 @@ TOP_K_ACCURACY_PATH = str(Path(__file__).parent / "metrics" / "top_k_accuracy")
 def load_top_k_accuracy() -> evaluate.EvaluationModule:
     """The package's `top_k_accuracy` metric, loaded from its local folder (no Hub access).
 
-    Kept in memory: by default `evaluate` stages predictions in a cache file named after the experiment id and
-    process index, which two runs on one machine (or the ranks of a DDP run, each computing on the gathered
-    predictions) share, so one run could read the other's predictions.
+    Kept in memory: by default `evaluate` stages predictions in a cache file under the user's cache folder, named
+    after the experiment id and process index, which concurrent runs (and the ranks of a DDP run, each computing on
+    the gathered predictions) would contend for; the predictions are in memory already.
     """
     return evaluate.load(TOP_K_ACCURACY_PATH, keep_in_memory=True)
 
