@@ -171,9 +171,9 @@ def _config_overrides(model_args: ModelArguments) -> dict:
 
 
 def processor_size(image_processor) -> tuple[int, int]:
-    """(height, width) the image processor produces."""
-    size = getattr(image_processor, "crop_size", None) or image_processor.size
-    size = dict(size)
+    """(height, width) the image processor produces: its crop size where it crops, else its resize size."""
+    cropped = getattr(image_processor, "do_center_crop", False) and getattr(image_processor, "crop_size", None)
+    size = dict(image_processor.crop_size if cropped else image_processor.size)
     if "height" in size and "width" in size:
         return size["height"], size["width"]
     if "shortest_edge" in size:
