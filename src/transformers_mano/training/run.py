@@ -303,6 +303,10 @@ def run_image_classification(
     """Train, evaluate and test as the arguments say; returns the metrics per split (`train`, `eval`, `test`)."""
     check_distributed_setup(training_args)
     check_output_dir(training_args)
+    if training_args.remove_unused_columns:
+        # Trainer would drop the `image` column before the on-the-fly transform could read it.
+        logger.warning("Setting remove_unused_columns=False: images are transformed on the fly")
+        training_args.remove_unused_columns = False
     checkpoint = resolve_checkpoint(training_args) if training_args.do_train else None
 
     splits = load_image_classification_splits(
