@@ -342,16 +342,27 @@ def test_sdpa_path_equals_eager_path(tester, size):
             torch.testing.assert_close(sdpa_grad, eager_grad, rtol=1e-4, atol=1e-5)
 
 
-def test_inference_mask_cache_follows_the_weights(tester):
-    """The cached attention mask of the fused path is rebuilt when the position-bias weights change."""
+@pytest.mark.parametrize("update", ["in-place", "fused-adamw"])
+def test_inference_mask_cache_follows_the_weights(tester, update):
+    """The cached attention mask of the fused path is rebuilt when the position-bias weights change, including
+    through a fused optimiser step, which does not bump the parameters' version counters."""
     model = ManoModel(tester.get_config()).eval()
     pixel_values = tester.pixel_values()
     with torch.no_grad():
         first = model(pixel_values).last_hidden_state
         assert torch.equal(model(pixel_values).last_hidden_state, first)  # served from the cache
-        for stage in model.encoder.layers:
-            for block in stage.blocks:
-                block.attention.self.continuous_position_bias_mlp[2].weight.mul_(3.0)
+    if update == "in-place":
+        with torch.no_grad():
+            for stage in model.encoder.layers:
+                for block in stage.blocks:
+                    block.attention.self.continuous_position_bias_mlp[2].weight.mul_(3.0)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+        model.train()
+        model(pixel_values).last_hidden_state.square().mean().backward()
+        optimizer.step()
+        model.eval()
+    with torch.no_grad():
         cached = model(pixel_values).last_hidden_state
         model.set_attn_implementation("eager")
         eager = model(pixel_values).last_hidden_state

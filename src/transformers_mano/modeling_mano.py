@@ -108,9 +108,9 @@ class ManoLayer(Swinv2Layer):
         else:
             self.down = self.up = None
         # derived tables of the fused path, never saved: token permutations per grid layout, and the last
-        # inference-time attention mask with its key
+        # inference-time attention mask with its key and the position bias it was built from
         self._index_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
+        self._bias_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
     def num_levels_for(self, height: int, width: int) -> int:
         """Level count for a (height, width) token grid: the far field follows the input size."""
@@ -270,31 +270,30 @@ class ManoLayer(Swinv2Layer):
     def attention_bias(self, layouts: list[tuple[int, ...]], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """The additive mask of `fused_window_attention`: position bias plus the shift masks of shifted levels.
 
-        (heads, M, M) when no level is shifted, else (1, nW*heads, M, M) with windows in level order. Built once per
-        forward while training (the bias moves with the weights); without autograd it is kept for the next call with
-        the same grid layout and unchanged weights.
+        (heads, M, M) when no level is shifted, else (1, nW*heads, M, M) with windows in level order. The position
+        bias is cheap and recomputed at every call; the per-window mask of a shifted layer is not, so without autograd
+        it is kept for the next call with the same grid layout whose position bias is equal, value for value (which
+        holds however the weights were changed: optimiser steps, loading, in-place edits).
         """
-        key = None
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
-            versions = tuple((p.data_ptr(), p._version) for p in self.attention.self.continuous_position_bias_mlp.parameters())
-            key = (tuple(layouts), dtype, device, versions)
-            if self._bias_cache is not None and self._bias_cache[0] == key:
-                return self._bias_cache[1]
         position_bias = self.position_bias().to(dtype)
         if all(shift == 0 for *_, shift in layouts):
-            mask = position_bias
-        else:
-            per_level = []
-            for (_, _, height_pad, width_pad, shift), num_windows in zip(layouts, self._windows_per_level(layouts)):
-                if shift == 0:
-                    per_level.append(position_bias.expand(num_windows, -1, -1, -1))
-                else:
-                    shift_mask = self.get_attn_mask(height_pad, width_pad, dtype=dtype, device=device)  # nW_l, M, M
-                    per_level.append(position_bias + shift_mask[:, None])
-            tokens = position_bias.shape[-1]
-            mask = torch.cat(per_level).view(1, -1, tokens, tokens)
-        if key is not None:
-            self._bias_cache = (key, mask)
+            return position_bias
+        reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        key = (tuple(layouts), dtype, device)
+        if reuse and self._bias_cache is not None:
+            cached_key, cached_bias, cached_mask = self._bias_cache
+            if cached_key == key and torch.equal(cached_bias, position_bias):
+                return cached_mask
+        per_level = []
+        for (_, _, height_pad, width_pad, shift), num_windows in zip(layouts, self._windows_per_level(layouts)):
+            if shift == 0:
+                per_level.append(position_bias.expand(num_windows, -1, -1, -1))
+            else:
+                shift_mask = self.get_attn_mask(height_pad, width_pad, dtype=dtype, device=device)  # nW_l, M, M
+                per_level.append(position_bias + shift_mask[:, None])
+        tokens = position_bias.shape[-1]
+        mask = torch.cat(per_level).view(1, -1, tokens, tokens)
+        self._bias_cache = (key, position_bias, mask) if reuse else None
         return mask
 
     def multipole_window_attention(
