@@ -1,7 +1,8 @@
 """transformers-mano: Multipole Attention Neural Operator (arXiv 2507.02748) as Hugging Face Transformers models.
 
-Importing the package registers the MANO classes with the Auto classes, and marks them for remote-code export so
-that checkpoints saved with `save_pretrained` load with `trust_remote_code=True` where the package is absent.
+Importing the package registers the MANO classes (the SwinV2 family and the neural operator) with the Auto classes.
+Their modules mark them for remote-code export, so checkpoints saved with `save_pretrained` load with
+`trust_remote_code=True` where the package is absent.
 """
 
 from transformers import (
@@ -15,6 +16,7 @@ from transformers import (
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from .configuration_mano import ManoConfig
+from .configuration_mano_operator import ManoOperatorConfig
 from .modeling_mano import (
     AUTO_CLASSES,
     ManoBackbone,
@@ -24,9 +26,11 @@ from .modeling_mano import (
     ManoModel,
     ManoPreTrainedModel,
 )
+from .modeling_mano_operator import ManoOperatorModel
 from .multipole import multipole_attention
 
 __version__ = "0.1.0"
+
 
 def _register() -> None:
     AutoConfig.register(ManoConfig.model_type, ManoConfig, exist_ok=True)
@@ -34,6 +38,9 @@ def _register() -> None:
         globals()[auto_class].register(ManoConfig, model_class, exist_ok=True)
     # SwinV2 checkpoints use ViT's image processor; the PIL backend needs no torchvision.
     AutoImageProcessor.register(ManoConfig, image_processor_classes={"pil": ViTImageProcessorPil}, exist_ok=True)
+    # the neural operator of the physics experiments: a model type of its own
+    AutoConfig.register(ManoOperatorConfig.model_type, ManoOperatorConfig, exist_ok=True)
+    AutoModel.register(ManoOperatorConfig, ManoOperatorModel, exist_ok=True)
 
 
 _register()
@@ -46,15 +53,8 @@ __all__ = [
     "ManoForMaskedImageModeling",
     "ManoLayer",
     "ManoModel",
+    "ManoOperatorConfig",
+    "ManoOperatorModel",
     "ManoPreTrainedModel",
     "multipole_attention",
 ]
-
-# --- MANO neural operator (physics, issue 5): its own model_type, registered with AutoConfig and AutoModel --------
-from .configuration_mano_operator import ManoOperatorConfig  # noqa: E402
-from .modeling_mano_operator import ManoOperatorModel  # noqa: E402
-
-AutoConfig.register(ManoOperatorConfig.model_type, ManoOperatorConfig, exist_ok=True)
-AutoModel.register(ManoOperatorConfig, ManoOperatorModel, exist_ok=True)
-__all__ += ["ManoOperatorConfig", "ManoOperatorModel"]
-# --- end of the MANO neural operator block ------------------------------------------------------------------------

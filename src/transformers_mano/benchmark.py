@@ -1,9 +1,9 @@
 """Time and memory of MANO against window and global attention, measured the same way on CPU and CUDA.
 
 Two sweeps:
-- one attention block (the token mixing plus SwinV2's res-post-norm and MLP) at token grids of n x n: a MANO layer
-  (levels following the grid), the SwinV2 layer of transformers, and a global-attention block of the same width and
-  heads (SDPA and eager);
+- one attention layer (token mixing: q/k/v and output projections and the attention, without the MLP that every
+  kind would share) at token grids of n x n: a MANO layer (levels following the grid), SwinV2's window attention,
+  and global attention of the same width and heads (SDPA and eager);
 - whole models: mano-tiny against SwinV2-T of transformers at several image sizes and batch sizes.
 
 Each measurement warms up, synchronises the device, and takes the median of repeats. On CUDA the peak memory is
@@ -32,7 +32,6 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import Swinv2Config, Swinv2Model
-from transformers.models.swinv2.modeling_swinv2 import Swinv2Layer
 
 from .configuration_mano import ManoConfig
 from .modeling_mano import ManoLayer, ManoModel
@@ -68,22 +67,17 @@ class Measurement:
     extra: dict = field(default_factory=dict)
 
 
-class GlobalAttentionBlock(nn.Module):
-    """A SwinV2-shaped block whose attention spans the whole grid: the quadratic baseline.
+class GlobalAttention(nn.Module):
+    """Attention over the whole grid, with SwinV2's projections around it: the quadratic baseline.
 
-    (B, N, C) -> (B, N, C): x + LN(proj(softmax(q k^T / sqrt(d)) v)), then x + LN(MLP(x)), like SwinV2's res-post-norm.
+    (B, N, C) -> (B, N, C): proj(softmax(q k^T / sqrt(d)) v) with q, k, v = qkv(x).
     """
 
-    def __init__(self, channels: int, heads: int, mlp_ratio: float = 4.0, implementation: str = "sdpa"):
+    def __init__(self, channels: int, heads: int, implementation: str = "sdpa"):
         super().__init__()
         self.heads, self.implementation = heads, implementation
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
-        self.norm_attention = nn.LayerNorm(channels)
-        self.mlp = nn.Sequential(
-            nn.Linear(channels, int(mlp_ratio * channels)), nn.GELU(), nn.Linear(int(mlp_ratio * channels), channels)
-        )
-        self.norm_mlp = nn.LayerNorm(channels)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         batch_size, tokens, channels = hidden_states.shape
@@ -94,28 +88,28 @@ class GlobalAttentionBlock(nn.Module):
         else:
             scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])  # B, heads, N, N
             context = scores.softmax(-1) @ value
-        context = context.transpose(1, 2).reshape(batch_size, tokens, channels)
-        hidden_states = hidden_states + self.norm_attention(self.proj(context))
-        return hidden_states + self.norm_mlp(self.mlp(hidden_states))
+        return self.proj(context.transpose(1, 2).reshape(batch_size, tokens, channels))
 
 
 def build_layer_case(case: Case) -> tuple[nn.Module, torch.Tensor, Callable, int]:
-    """One attention block at an n x n grid: (module, input, forward(module, input), token count)."""
+    """One attention layer (token mixing: projections and attention, no MLP) at an n x n grid.
+
+    Returns (module, input, forward(module, input), token count). The MANO and SwinV2 layers are a stage-1 block of
+    mano-tiny / SwinV2-T (planned at 64 x 64 tokens, window 8, shifted): MANO's fused path with its levels re-planned
+    for the grid, and the same block at one level on the eager path, which runs SwinV2's own attention code.
+    """
     side, tokens = case.size, case.size * case.size
-    hidden_states = torch.randn(case.batch_size, tokens, case.channels)  # B, N, C
     if case.kind in ("mano", "swinv2"):
-        # a stage-1 block of mano-tiny / SwinV2-T (planned at 64 x 64 tokens, window 8, shifted); the MANO block
-        # re-plans its levels for the grid it sees
         config = ManoConfig(embed_dim=case.channels, num_heads=[case.heads, 6, 12, 24], drop_path_rate=0.0)
-        config._attn_implementation = "sdpa"
-        if case.kind == "mano":
-            layer = ManoLayer(config, case.channels, (64, 64), case.heads, shift_size=4,
-                              num_levels=config.resolved_num_levels()[0], min_coarse_side=config.min_coarse_sides()[0])
-        else:
-            layer = Swinv2Layer(config, case.channels, (64, 64), case.heads, shift_size=4)
-        return layer, hidden_states, lambda module, x: module(x, (side, side))[0], tokens
+        config._attn_implementation = "sdpa" if case.kind == "mano" else "eager"
+        levels = config.resolved_num_levels()[0] if case.kind == "mano" else 1
+        layer = ManoLayer(config, case.channels, (64, 64), case.heads, shift_size=4, num_levels=levels,
+                          min_coarse_side=config.min_coarse_sides()[0])
+        grid = torch.randn(case.batch_size, side, side, case.channels)  # B, H, W, C
+        return layer, grid, lambda module, x: module.multipole_window_attention(x)[0], tokens
     if case.kind in ("global_sdpa", "global_eager"):
-        layer = GlobalAttentionBlock(case.channels, case.heads, implementation=case.kind.split("_")[1])
+        layer = GlobalAttention(case.channels, case.heads, implementation=case.kind.split("_")[1])
+        hidden_states = torch.randn(case.batch_size, tokens, case.channels)  # B, N, C
         return layer, hidden_states, lambda module, x: module(x), tokens
     raise ValueError(f"unknown layer kind {case.kind!r}; expected one of {LAYER_KINDS}")
 
@@ -322,7 +316,7 @@ def plot_scaling(measurements: list[Measurement], summary: dict, info: dict, pat
                                   (axes[1], [max(m.peak_memory_mb, 1e-3) for m in rows], "memory")):
             label = kind + (f" (slope {exponents[key]:.2f})" if key in exponents else "")
             axis.loglog(tokens, values, marker="o", label=label)
-    axes[0].set(xlabel="tokens N (n x n grid)", ylabel="forward time, ms (median)", title="time of one attention block")
+    axes[0].set(xlabel="tokens N (n x n grid)", ylabel="forward time, ms (median)", title="time of one attention layer")
     axes[1].set(xlabel="tokens N (n x n grid)", ylabel="peak memory, MiB", title="peak memory of one forward")
     for axis in axes:
         axis.grid(True, which="both", alpha=0.3)
@@ -348,7 +342,7 @@ def format_table(measurements: list[Measurement]) -> str:
 
 __all__ = [
     "Case",
-    "GlobalAttentionBlock",
+    "GlobalAttention",
     "Measurement",
     "fit_exponent",
     "format_table",

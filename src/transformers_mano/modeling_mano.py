@@ -205,6 +205,7 @@ class ManoLayer(Swinv2Layer):
         mask = self.attention_bias(layouts, windows.dtype, windows.device)
         if mask.dim() == 3:  # one (heads, M, M) bias for every window
             shape = (batch_size * num_windows, heads, tokens, head_dim)
+            mask = mask[None]  # 4-D: CPU's flash kernel takes no 3-D mask and would fall back to the math path
         else:  # a (1, nW*heads, M, M) mask: windows and heads flattened together, broadcast over the batch
             shape = (batch_size, num_windows * heads, tokens, head_dim)
         dropout = attention.dropout.p if self.training else 0.0
