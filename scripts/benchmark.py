@@ -23,6 +23,7 @@ from transformers_mano.benchmark import (
     machine_info,
     model_flops,
     run_cases,
+    run_paired,
     summarize,
     write_results,
 )
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--skip_flops", action="store_true", help="do not count the FLOPs of the models")
+    parser.add_argument("--only", choices=["layers", "models"], default=None, help="run one of the two sweeps")
     return parser.parse_args(argv)
 
 
@@ -59,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = args.output_dir or f"benchmark_results/{args.device.replace(':', '')}-{args.dtype}"
     common = dict(device=args.device, dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
     cases = []
-    for kind in LAYER_KINDS:
+    for kind in LAYER_KINDS if args.only != "models" else ():
         limit = {"global_sdpa": args.global_max_grid, "global_eager": args.eager_max_grid}.get(kind, 10**9)
         cases += [Case("layer", kind, grid, args.layer_batch_size, **common) for grid in args.layer_grids
                   if grid <= limit]
-    for index, size in enumerate(args.image_sizes):
+    for index, size in enumerate(args.image_sizes if args.only != "layers" else ()):
         for batch_size in args.batch_sizes if index == 0 else args.batch_sizes[:1]:
             for kind in ("swinv2-tiny", "mano-tiny"):
                 cases.append(Case("model", kind, size, batch_size, **common))
@@ -73,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(args.device)
     measurements = run_cases(cases, isolate=not args.device.startswith("cuda"))
     summary = summarize(measurements)
+    summary["paired"] = run_paired([case for case in cases if case.sweep == "model"])
+    for paired in summary["paired"]:
+        name = f"mano-tiny/swinv2-tiny time at {paired['size']}px batch {paired['batch_size']}, paired"
+        summary["ratios"][name] = paired["median_ratio"]
     if not args.skip_flops:
         flops = {kind: model_flops(kind) for kind in ("mano-tiny", "swinv2-tiny")}
         summary["flops_256px"] = flops

@@ -188,6 +188,57 @@ def measure(case: Case) -> Measurement:
     return Measurement(case, tokens, statistics.median(times), times, peak_mb)
 
 
+def paired_model_ratio(case: Case) -> dict:
+    """mano-tiny against SwinV2-T in one process, forwards alternated: the median of the per-pair time ratios.
+
+    Alternating the two models exposes both to the same background load, which separate processes run minutes
+    apart are not; this is the ratio the README reports. `case.kind` is ignored.
+    """
+    if case.threads:
+        torch.set_num_threads(case.threads)
+    torch.manual_seed(0)
+    dtype = getattr(torch, case.dtype)
+    forwards = {}
+    for kind in MODEL_KINDS:
+        module, inputs, call, _ = build_model_case(Case("model", kind, case.size, case.batch_size))
+        module = module.to(device=case.device, dtype=dtype).eval()
+        forwards[kind] = (call, module, inputs.to(device=case.device, dtype=dtype))
+    times: dict[str, list[float]] = {kind: [] for kind in MODEL_KINDS}
+    with torch.inference_mode():
+        for repeat in range(case.warmup + case.repeats):
+            for kind, (call, module, inputs) in forwards.items():
+                _synchronize(case.device)
+                start = time.perf_counter()
+                call(module, inputs)
+                _synchronize(case.device)
+                if repeat >= case.warmup:
+                    times[kind].append((time.perf_counter() - start) * 1e3)
+    ratios = [mano / swinv2 for mano, swinv2 in zip(times["mano-tiny"], times["swinv2-tiny"])]
+    return {
+        "size": case.size,
+        "batch_size": case.batch_size,
+        "median_ms": {kind: statistics.median(values) for kind, values in times.items()},
+        "median_ratio": statistics.median(ratios),
+        "ratios": ratios,
+    }
+
+
+def run_paired(cases: list[Case]) -> list[dict]:
+    """`paired_model_ratio` for each (size, batch) of the model cases, each in a fresh process on CPU."""
+    seen, results = set(), []
+    for case in tqdm(cases, desc="paired mano-tiny/SwinV2-T", unit="size"):
+        if (case.size, case.batch_size) in seen:
+            continue
+        seen.add((case.size, case.batch_size))
+        if case.device.startswith("cuda"):
+            results.append(paired_model_ratio(case))
+            continue
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            results.append(pool.submit(paired_model_ratio, case).result())
+    return results
+
+
 def run_cases(cases: list[Case], isolate: bool) -> list[Measurement]:
     """Measure every case, each in a fresh process when `isolate` (the CPU memory peak needs it), with a progress bar."""
     results = []
@@ -349,7 +400,9 @@ __all__ = [
     "machine_info",
     "measure",
     "model_flops",
+    "paired_model_ratio",
     "run_cases",
+    "run_paired",
     "summarize",
     "write_results",
 ]

@@ -250,6 +250,8 @@ class ManoLayer(Swinv2Layer):
             scatters.append(scatter)
             token_offset += height * width
             window_offset += rows.numel()
+        if len(self._index_cache) >= 8:  # inputs of many sizes: keep the most recent layouts only
+            del self._index_cache[next(iter(self._index_cache))]
         self._index_cache[key] = (torch.cat(gathers), torch.cat(scatters))
         return self._index_cache[key]
 
