@@ -12,6 +12,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+# Prepended to the code of a subprocess that must run as on a machine without this package: any import of
+# `transformers_mano` fails, so models can only come from the remote code saved beside their weights.
+REFUSE_PACKAGE_IMPORT = """
+import importlib.abc, sys
+
+class RefuseMano(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "transformers_mano":
+            raise ImportError("transformers_mano is blocked in this process")
+
+sys.meta_path.insert(0, RefuseMano())
+"""
+
+
 class ManoModelTester:
     """Builds a tiny MANO config and inputs, and computes the shapes every head must return.
 

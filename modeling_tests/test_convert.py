@@ -28,6 +28,7 @@ from transformers import (
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 import transformers_mano  # noqa: F401  (registers the Auto classes)
+from conftest import REFUSE_PACKAGE_IMPORT
 from transformers_mano import ManoConfig, ManoForImageClassification
 from transformers_mano import convert as convert_module
 from transformers_mano.convert import (
@@ -457,17 +458,10 @@ def test_pipeline_with_the_package(converted) -> None:
 
 def test_pipeline_without_the_package_through_remote_code(converted, tmp_path: Path) -> None:
     _, output, _ = converted
-    script = textwrap.dedent(
+    script = REFUSE_PACKAGE_IMPORT + textwrap.dedent(
         f"""
-        import importlib.abc, sys
+        import sys
 
-        class BlockMano(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == "transformers_mano" or name.startswith("transformers_mano."):
-                    raise ImportError("transformers_mano is blocked in this test")
-                return None
-
-        sys.meta_path.insert(0, BlockMano())
         from PIL import Image
         from transformers import pipeline
 

@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel
 
+from conftest import REFUSE_PACKAGE_IMPORT
 from transformers_mano import ManoOperatorConfig, ManoOperatorModel
 from transformers_mano.modeling_mano_operator import AUTO_MAP, ManoOperatorWindowAttention, relative_l2
 
@@ -156,16 +157,10 @@ def test_save_load_and_auto_round_trip(tmp_path) -> None:
             assert torch.equal(loaded.eval()(inputs).predictions, model(inputs).predictions)
 
 
-LOAD_WITHOUT_PACKAGE = textwrap.dedent(
+LOAD_WITHOUT_PACKAGE = REFUSE_PACKAGE_IMPORT + textwrap.dedent(
     """
-    import importlib.abc, sys
+    import sys
 
-    class RefuseMano(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "transformers_mano":
-                raise ImportError("transformers_mano is blocked in this process")
-
-    sys.meta_path.insert(0, RefuseMano())
     import torch
     from transformers import AutoModel
 

@@ -9,20 +9,15 @@ import textwrap
 
 import torch
 
+from conftest import REFUSE_PACKAGE_IMPORT
 from transformers_mano import ManoForImageClassification
 from transformers_mano.modeling_mano import AUTO_MAP
 
 # Runs in a fresh interpreter whose import system refuses `transformers_mano`, as on a machine without the package.
-LOAD_WITHOUT_PACKAGE = textwrap.dedent(
+LOAD_WITHOUT_PACKAGE = REFUSE_PACKAGE_IMPORT + textwrap.dedent(
     """
-    import importlib.abc, sys
+    import sys
 
-    class RefuseMano(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "transformers_mano":
-                raise ImportError("transformers_mano is blocked in this process")
-
-    sys.meta_path.insert(0, RefuseMano())
     import torch
     from transformers import AutoModel, AutoModelForImageClassification
 

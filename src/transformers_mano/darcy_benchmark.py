@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from .benchmark import machine_info
 from .baselines import FieldNormalization, FNOOperator, GlobalAttentionOperator
 from .configuration_mano_operator import ManoOperatorConfig
 from .darcy import as_tensors, load_darcy, split_resolutions
@@ -204,28 +204,6 @@ def train_operator(
     return history
 
 
-def machine_description() -> dict[str, object]:
-    """What produced the numbers: CPU model, core count, torch threads and version, GPU if any."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    description = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
-    if torch.cuda.is_available():
-        description["gpu"] = torch.cuda.get_device_name(0)
-    return description
-
-
 def save_operator(model: nn.Module, directory: Path, kind: str) -> None:
     """MANO: `save_pretrained` (config, safetensors, remote code). Baselines: `model.safetensors` + `operator.json`."""
     if isinstance(model, ManoOperatorModel):
@@ -318,7 +296,7 @@ def run_darcy(args: DarcyRunArguments) -> dict[str, object]:
             "normalization": normalization.to_dict(),
             "model_description": description,
             "arguments": asdict(args),
-            "machine": machine_description(),
+            "machine": machine_info("cuda" if torch.cuda.is_available() else "cpu"),
         }
         save_operator(model.cpu(), tmp, args.model)
         (tmp / "results.json").write_text(json.dumps(results, indent=2, default=str))
