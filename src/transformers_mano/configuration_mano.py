@@ -7,7 +7,14 @@ import difflib
 from huggingface_hub.dataclasses import strict
 from transformers import Swinv2Config
 
-from .multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES, coarse_grid_size, plan_num_levels
+from .multipole import (
+    LEVEL_WEIGHTINGS,
+    PROJECTOR_INITS,
+    PROJECTOR_TYPES,
+    check_choices,
+    coarse_grid_size,
+    plan_num_levels,
+)
 
 
 @strict
@@ -76,14 +83,10 @@ class ManoConfig(Swinv2Config):
         super().__post_init__(**kwargs)
 
     def _validate_mano_fields(self) -> None:
-        choices = {
-            "projector_type": PROJECTOR_TYPES,
-            "level_weighting": LEVEL_WEIGHTINGS,
-            "projector_init": PROJECTOR_INITS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"ManoConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_choices(
+            self,
+            {"projector_type": PROJECTOR_TYPES, "level_weighting": LEVEL_WEIGHTINGS, "projector_init": PROJECTOR_INITS},
+        )
         if self.sampling_rate < 2:
             raise ValueError(f"ManoConfig.sampling_rate must be an integer >= 2, got {self.sampling_rate!r}")
         if isinstance(self.num_levels, str):

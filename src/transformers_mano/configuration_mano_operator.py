@@ -5,7 +5,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES, plan_num_levels
+from .multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES, check_choices, plan_num_levels
 
 POSITIONAL_EMBEDDINGS: tuple[str, ...] = ("none", "grid")
 
@@ -101,15 +101,15 @@ class ManoOperatorConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def _validate_operator_fields(self) -> None:
-        choices = {
-            "projector_type": PROJECTOR_TYPES,
-            "level_weighting": LEVEL_WEIGHTINGS,
-            "projector_init": PROJECTOR_INITS,
-            "positional_embedding": POSITIONAL_EMBEDDINGS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"ManoOperatorConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_choices(
+            self,
+            {
+                "projector_type": PROJECTOR_TYPES,
+                "level_weighting": LEVEL_WEIGHTINGS,
+                "projector_init": PROJECTOR_INITS,
+                "positional_embedding": POSITIONAL_EMBEDDINGS,
+            },
+        )
         positive = ("in_channels", "out_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
                     "head_dim", "intermediate_size", "window_size", "window_stride")  # fmt: skip
         for name in positive:

@@ -33,6 +33,14 @@ PROJECTOR_TYPES: tuple[str, ...] = ("conv", "pool")
 PROJECTOR_INITS: tuple[str, ...] = ("avg_pool_zero_up", "avg_pool_nearest_up", "random")
 
 
+def check_choices(owner: object, choices: dict[str, tuple[str, ...]]) -> None:
+    """Raise a ValueError naming the field when an attribute of `owner` is not one of its allowed values."""
+    for name, allowed in choices.items():
+        value = getattr(owner, name)
+        if value not in allowed:
+            raise ValueError(f"{type(owner).__name__}.{name} must be one of {allowed}, got {value!r}")
+
+
 def level_weights(num_levels: int, weighting: LevelWeighting = "vcycle") -> list[float]:
     """Weights `w_i` of the upsampled coarse contributions, coarsest first (`num_levels - 1` of them).
 
@@ -264,6 +272,7 @@ __all__ = [
     "PoolDownsample",
     "accumulate_levels",
     "build_projectors",
+    "check_choices",
     "coarse_grid_size",
     "coarsen_levels",
     "init_projectors",
