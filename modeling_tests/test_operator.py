@@ -60,7 +60,16 @@ def test_window_attention_matches_a_naive_loop(window_size, window_stride, heigh
     torch.manual_seed(0)
     attention = ManoOperatorWindowAttention(tiny_config(window_size=window_size, window_stride=window_stride))
     grid = torch.randn(2, height, width, 8)
-    torch.testing.assert_close(attention(grid), naive_window_attention(attention, grid), rtol=1e-5, atol=1e-6)
+    (output,) = attention([grid])
+    torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=1e-5, atol=1e-6)
+
+
+def test_window_attention_of_all_levels_at_once_equals_one_level_at_a_time() -> None:
+    torch.manual_seed(0)
+    attention = ManoOperatorWindowAttention(tiny_config())
+    grids = [torch.randn(2, side, side + 1, 8) for side in (9, 5, 3, 2, 1)]
+    for output, grid in zip(attention(grids), grids, strict=True):
+        torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("side", [16, 32], ids=["16x16", "32x32"])
@@ -84,7 +93,7 @@ def test_single_level_is_local_attention_without_projectors() -> None:
     model = ManoOperatorModel(tiny_config(num_levels=1))
     assert all(layer.down is None and layer.up is None for layer in model.layers)
     layer, grid = model.layers[0], torch.randn(2, 8, 8, 8)
-    expected = grid + layer.attention(grid)
+    expected = grid + layer.attention([grid])[0]
     torch.testing.assert_close(layer(grid), expected + layer.feed_forward(expected))
 
 

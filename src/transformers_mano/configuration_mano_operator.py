@@ -73,6 +73,8 @@ class ManoOperatorConfig(PreTrainedConfig):
     ```"""
 
     model_type = "mano_operator"
+    # `Trainer` keeps only the predicted fields of an evaluation, not the hidden states
+    keys_to_ignore_at_inference = ["last_hidden_state"]
 
     in_channels: int = 1
     out_channels: int = 1

@@ -23,7 +23,14 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_mano_operator import ManoOperatorConfig
-from .multipole import MultipoleDownsample, MultipoleUpsample, build_projectors, multipole_attention, projector_init_weight
+from .multipole import (
+    MultipoleDownsample,
+    MultipoleUpsample,
+    accumulate_levels,
+    build_projectors,
+    coarsen_levels,
+    projector_init_weight,
+)
 
 
 def relative_l2(predictions: torch.Tensor, targets: torch.Tensor, squared: bool = False) -> torch.Tensor:
@@ -60,6 +67,36 @@ class ManoOperatorOutput(ModelOutput):
     last_hidden_state: torch.FloatTensor | None = None
 
 
+@dataclass(frozen=True)
+class WindowTables:
+    """Index tables of overlapping-window attention over the tokens of several grids, concatenated, in tiles.
+
+    With k x k windows, a token x that sits at offset a inside a window (its *role* a) attends to the keys at
+    x + (b - a) for the k^2 offsets b of that window, so every key of x lies within k - 1 of it per axis. The
+    tokens of each grid are cut into m x m tiles; a tile's queries see their keys inside the tile's halo of side
+    m + 2(k - 1), so one small dense product per tile scores every pair that any window needs.
+
+    Attributes:
+        queries: (n_tiles * m^2,) long, the token at each query slot of each tile; T (a zero row) for slots off
+            the grid.
+        halo: (n_tiles * H^2,) long, the token at each halo slot (H = m + 2(k - 1)); T off the grid.
+        pairs: (m^2 * k^2 * k^2,) long, for query slot i, key b and role a (in that order), the position
+            i * H^2 + (halo slot of i + b - a) in a tile's flattened (m^2, H^2) score matrix.
+        key_mask: (n_tiles, m^2, k^2, k^2), 0 or -inf, per tile, slot, key, role: -inf where role a of the slot's
+            token reads key b off the grid (padding).
+        role_weight: (n_tiles, m^2, 1, k^2), 1 / (number of windows holding the token) for the roles it really has
+            (a window starts at x - a, on the stride, inside the padded grid), else 0: the overlap average.
+        tokens: (T,) long, each token's slot in the flattened (n_tiles * m^2) query slots.
+    """
+
+    queries: torch.Tensor
+    halo: torch.Tensor
+    pairs: torch.Tensor
+    key_mask: torch.Tensor
+    role_weight: torch.Tensor
+    tokens: torch.Tensor
+
+
 class ManoOperatorWindowAttention(nn.Module):
     """Softmax attention in k x k windows taken with stride s; overlapping outputs are averaged per grid point.
 
@@ -67,7 +104,13 @@ class ManoOperatorWindowAttention(nn.Module):
     projection. No positional bias: the kernel depends on the field values only, so it is the same at every level
     and every resolution. A grid smaller than a window, or whose windows would overhang, is padded and the padded
     keys are masked.
+
+    `forward` takes the grids of every level at once and runs each step once over all their tokens (see
+    `WindowTables` for the tiling): one LayerNorm and QKV projection, one batched product of tile queries with
+    their halo keys, one softmax, one batched product with the halo values, one output projection.
     """
+
+    tile_size = 4  # m: query tiles of 4 x 4 tokens, halos of 6 x 6 for 2 x 2 windows
 
     def __init__(self, config: ManoOperatorConfig) -> None:
         super().__init__()
@@ -79,81 +122,128 @@ class ManoOperatorWindowAttention(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.qkv = nn.Linear(config.hidden_size, 3 * inner)
         self.proj = nn.Linear(inner, config.hidden_size)
+        # derived index tables, never saved: one entry per layout of level grids (and device)
+        self._tables: dict[tuple, WindowTables] = {}
 
     def _padded_side(self, side: int) -> int:
         padded = max(side, self.window_size)
         return padded + (-(padded - self.window_size)) % self.window_stride
 
-    def _window_masks(
-        self, height: int, width: int, device: torch.device
-    ) -> tuple[list[tuple[int, int]], dict[tuple[int, int], torch.Tensor], dict[tuple[int, int], torch.Tensor]]:
-        """Window offsets, and per grid point: which keys exist at each displacement, which windows it belongs to.
+    def window_tables(self, sizes: tuple[tuple[int, int], ...], device: torch.device) -> WindowTables:
+        """The `WindowTables` of grids of these (height, width), concatenated in order; built once per layout."""
+        key = (sizes, device)
+        if key in self._tables:
+            return self._tables[key]
+        k, s, m = self.window_size, self.window_stride, self.tile_size
+        halo_side = m + 2 * (k - 1)
+        offsets = [(ay, ax) for ay in range(k) for ax in range(k)]
+        total = sum(height * width for height, width in sizes)
+        slot_y = torch.arange(m).repeat_interleave(m)  # m^2
+        slot_x = torch.arange(m).repeat(m)
+        halo_y = torch.arange(halo_side).repeat_interleave(halo_side) - (k - 1)  # H^2, relative to the tile corner
+        halo_x = torch.arange(halo_side).repeat(halo_side) - (k - 1)
+        queries, halo, key_masks, role_weights, first = [], [], [], [], 0
+        for height, width in sizes:
+            padded_height, padded_width = self._padded_side(height), self._padded_side(width)
+            tile_y = torch.arange(0, height, m).repeat_interleave(-(-width // m))  # corner of each tile
+            tile_x = torch.arange(0, width, m).repeat(-(-height // m))
+            ys, xs = tile_y[:, None] + slot_y, tile_x[:, None] + slot_x  # n_tiles, m^2
+            on_grid = (ys < height) & (xs < width)
+            queries.append(torch.where(on_grid, first + ys * width + xs, total).flatten())
+            hy, hx = tile_y[:, None] + halo_y, tile_x[:, None] + halo_x  # n_tiles, H^2
+            inside = (hy >= 0) & (hy < height) & (hx >= 0) & (hx < width)
+            halo.append(torch.where(inside, first + hy * width + hx, total).flatten())
+            masks, weights = [], []
+            for ay, ax in offsets:
+                top, left = ys - ay, xs - ax  # the start of the window in which the token has role a
+                valid_y = (top >= 0) & (top <= padded_height - k) & (top % s == 0)
+                valid_x = (left >= 0) & (left <= padded_width - k) & (left % s == 0)
+                role = valid_y & valid_x & on_grid  # n_tiles, m^2
+                keys = []
+                for by, bx in offsets:
+                    y, x = ys - ay + by, xs - ax + bx
+                    keys.append((y >= 0) & (y < height) & (x >= 0) & (x < width))
+                # a role the token does not have keeps every key (a finite softmax); its weight is 0
+                masks.append(role[..., None] & ~torch.stack(keys, dim=-1))  # n_tiles, m^2, key
+                weights.append(role)
+            key_masks.append(torch.stack(masks, dim=-1))  # n_tiles, m^2, key, role
+            role_weights.append(torch.stack(weights, dim=-1))  # n_tiles, m^2, role
+            first += height * width
+        role_valid = torch.cat(role_weights).float()
+        role_weight = role_valid / role_valid.sum(-1, keepdim=True).clamp_min(1.0)
+        key_mask = torch.zeros(torch.cat(key_masks).shape).masked_fill(torch.cat(key_masks), float("-inf"))
+        queries, halo = torch.cat(queries), torch.cat(halo)
+        tokens = torch.empty(total, dtype=torch.long)
+        on_grid_slots = (queries < total).nonzero().flatten()
+        tokens[queries[on_grid_slots]] = on_grid_slots
+        # the halo slot of query slot i displaced by b - a
+        pairs = [
+            i * halo_side**2 + (slot_y[i] + (k - 1) + by - ay) * halo_side + (slot_x[i] + (k - 1) + bx - ax)
+            for i in range(m * m)
+            for by, bx in offsets
+            for ay, ax in offsets
+        ]
+        tables = WindowTables(
+            queries=queries.to(device),
+            halo=halo.to(device),
+            pairs=torch.stack(pairs).to(device),
+            key_mask=key_mask.to(device),
+            role_weight=role_weight[:, :, None, :].to(device),
+            tokens=tokens.to(device),
+        )
+        if len(self._tables) >= 8:  # inputs of many sizes: keep the most recent layouts only
+            del self._tables[next(iter(self._tables))]
+        self._tables[key] = tables
+        return tables
+
+    def forward(self, grids: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Window attention of every level's grid, all levels in one pass.
+
+        Args:
+            grids: per level, (B, h_l, w_l, C).
 
         Returns:
-            offsets: the k*k positions (dy, dx) inside a window.
-            key_valid: displacement d -> (h, w) bool, the point x + d lies on the grid.
-            role_valid: offset a -> (h, w) bool, a window starts at x - a (inside the padded grid, on the stride).
+            per level, (B, h_l, w_l, C).
+
+        Per tile and head: scores of the m^2 queries against the H^2 halo keys (one batched product); from them
+        each query's role a takes the k^2 scores of its window and a softmax; the probabilities of the roles the
+        token really has are averaged (the overlap average) into a sparse (m^2, H^2) weight matrix, which gathers
+        the halo values (one batched product).
         """
-        k, s = self.window_size, self.window_stride
-        padded = (self._padded_side(height), self._padded_side(width))
-        ys = torch.arange(height, device=device)[:, None]
-        xs = torch.arange(width, device=device)[None, :]
-        offsets = [(dy, dx) for dy in range(k) for dx in range(k)]
-        key_valid = {
-            (dy, dx): ((ys + dy >= 0) & (ys + dy < height)) & ((xs + dx >= 0) & (xs + dx < width))
-            for dy in range(1 - k, k)
-            for dx in range(1 - k, k)
-        }
-        role_valid = {}
-        for ay, ax in offsets:
-            start_y, start_x = ys - ay, xs - ax
-            valid_y = (start_y >= 0) & (start_y <= padded[0] - k) & (start_y % s == 0)
-            valid_x = (start_x >= 0) & (start_x <= padded[1] - k) & (start_x % s == 0)
-            role_valid[(ay, ax)] = valid_y & valid_x
-        return offsets, key_valid, role_valid
+        batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
+        heads, head_dim, roles, m2 = self.num_heads, self.head_dim, self.window_size**2, self.tile_size**2
+        inner = heads * head_dim
+        sizes = tuple((grid.shape[1], grid.shape[2]) for grid in grids)
+        tables = self.window_tables(sizes, grids[0].device)
+        num_tiles = tables.key_mask.shape[0]
+        halo_size = tables.halo.numel() // num_tiles  # H^2
+        tokens = torch.cat([grid.reshape(batch_size, -1, channels) for grid in grids], dim=1)  # B, T, C
+        num_tokens = tokens.shape[1]
 
-    def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        """(B, h, w, C) -> (B, h, w, C).
+        # The QKV projection as two products (queries; keys and values), each padded with one zero token past the
+        # end that slots off the grid read. The query scale is folded into the query weights.
+        normed = self.norm(tokens)
+        scale = head_dim**-0.5
+        query = F.linear(normed, self.qkv.weight[:inner] * scale, self.qkv.bias[:inner] * scale)
+        query = F.pad(query, (0, 0, 0, 1)).index_select(1, tables.queries)  # B, n_tiles*m^2, heads*d
+        query = query.view(batch_size, num_tiles, m2, heads, head_dim).transpose(2, 3).contiguous()
+        key_value = F.pad(F.linear(normed, self.qkv.weight[inner:], self.qkv.bias[inner:]), (0, 0, 0, 1))
+        key_value = key_value.index_select(1, tables.halo)  # B, n_tiles*H^2, 2*heads*d
+        key_value = key_value.view(batch_size, num_tiles, halo_size, 2, heads, head_dim).permute(3, 0, 1, 4, 2, 5)
+        key, value = key_value.contiguous().unbind(0)  # each B, n_tiles, heads, H^2, d
 
-        Windows are never materialised. A point x in the window starting at x - a (its role a) attends to the keys
-        at x + d for d = b - a, b over the window; the score `q(x) . k(x + d)` depends on d only, so the
-        (2k - 1)^2 displacement maps are computed once and shared by all windows. Per role, a softmax over its k^2
-        displacements; the probabilities of the roles x really has are averaged (the overlap average) into one
-        weight per displacement, which then gathers the values. Elementwise work on (B, h, w, heads, d) maps,
-        which on CPU beats batching millions of k^2 x k^2 attention matrices.
-        """
-        batch_size, height, width, _ = grid.shape
-        k, heads, head_dim = self.window_size, self.num_heads, self.head_dim
-        offsets, key_valid, role_valid = self._window_masks(height, width, grid.device)
-        qkv = self.qkv(self.norm(grid)).view(batch_size, height, width, 3, heads, head_dim)
-        query, key, value = qkv.unbind(3)  # each B, h, w, heads, d
-        query = query * head_dim**-0.5
-        margin = k - 1
-        key = F.pad(key, (0, 0, 0, 0, margin, margin, margin, margin))  # B, h+2m, w+2m, heads, d
-        value = F.pad(value, (0, 0, 0, 0, margin, margin, margin, margin))
-
-        def shifted(tensor: torch.Tensor, d: tuple[int, int]) -> torch.Tensor:
-            """The padded map read at x + d for every grid point x: (B, h+2m, w+2m, ...) -> (B, h, w, ...)."""
-            return tensor[:, margin + d[0] : margin + d[0] + height, margin + d[1] : margin + d[1] + width]
-
-        scores = {d: (query * shifted(key, d)).sum(-1) for d in key_valid}  # d -> B, h, w, heads
-        weights = dict.fromkeys(key_valid, 0.0)
-        roles = torch.zeros(height, width, device=grid.device)
-        for a in offsets:
-            displacements = [(b[0] - a[0], b[1] - a[1]) for b in offsets]
-            role_scores = torch.stack([scores[d] for d in displacements], dim=-1)  # B, h, w, heads, k*k
-            # keys off the grid are masked; where x lacks this role every key is allowed (finite), then zeroed
-            allowed = torch.stack([key_valid[d] for d in displacements], dim=-1) | ~role_valid[a][..., None]
-            probs = role_scores.masked_fill(~allowed[:, :, None, :], float("-inf")).softmax(-1)
-            probs = probs * role_valid[a][:, :, None, None]
-            for j, d in enumerate(displacements):
-                weights[d] = weights[d] + probs[..., j]
-            roles = roles + role_valid[a]
-        attended = sum(
-            (weight / roles[:, :, None])[..., None] * shifted(value, d) for d, weight in weights.items()
-        )  # B, h, w, heads, d
-        averaged = attended.reshape(batch_size, height, width, heads * head_dim)
-        return self.proj(averaged)
+        scores = (query @ key.transpose(-1, -2)).flatten(-2)  # B, n_tiles, heads, m^2 * H^2
+        pair_scores = scores.index_select(-1, tables.pairs).view(batch_size, num_tiles, heads, m2, roles, roles)
+        probs = (pair_scores + tables.key_mask[:, None]).softmax(dim=-2)  # over the keys of each role
+        probs = probs * tables.role_weight[:, None]  # the overlap average
+        weights = scores.new_zeros(scores.shape).index_add_(-1, tables.pairs, probs.flatten(-3))
+        attended = weights.view(batch_size, num_tiles, heads, m2, halo_size) @ value  # B, n_tiles, heads, m^2, d
+        attended = attended.transpose(2, 3).reshape(batch_size, num_tiles * m2, inner).index_select(1, tables.tokens)
+        output = self.proj(attended)  # B, T, C
+        return [
+            level.view(batch_size, height, width, channels)
+            for level, (height, width) in zip(output.split([h * w for h, w in sizes], dim=1), sizes)
+        ]
 
 
 class ManoOperatorFeedForward(nn.Module):
@@ -187,10 +277,14 @@ class ManoOperatorLayer(nn.Module):
         self.feed_forward = ManoOperatorFeedForward(config)
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C); the level count follows (H, W)."""
+        """(B, H, W, C) -> (B, H, W, C); the level count follows (H, W).
+
+        The V-cycle of `multipole.multipole_attention` with the attention of every level in one call: coarsen,
+        attend (all levels at once), upsample and accumulate.
+        """
         num_levels = self.config.levels_for(grid.shape[1], grid.shape[2]) if self.down is not None else 1
-        attend = lambda level_grid, level: self.attention(level_grid)  # noqa: E731  same kernel at every level
-        grid = grid + multipole_attention(grid, attend, self.down, self.up, num_levels, self.config.level_weighting)
+        levels = coarsen_levels(grid, self.down, num_levels)
+        grid = grid + accumulate_levels(self.attention(levels), self.up, self.config.level_weighting)
         return grid + self.feed_forward(grid)
 
 
@@ -296,6 +390,7 @@ __all__ = [
     "ManoOperatorOutput",
     "ManoOperatorPreTrainedModel",
     "ManoOperatorWindowAttention",
+    "WindowTables",
     "grid_coordinates",
     "relative_l2",
 ]
