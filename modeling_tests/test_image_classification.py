@@ -36,7 +36,8 @@ from transformers_mano.training import (
     trainable_parameter_names,
 )
 from transformers_mano.training.freezing import projector_parameter_names
-from transformers_mano.training.run import build_model_and_processor, check_output_dir
+from transformers_mano.training.run import build_model_and_processor
+from transformers_mano.utils.run_folder import check_output_dir
 from transformers_mano.training.transforms import SAMPLE_INDEX_COLUMN
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Side-by-side table and figure of Darcy runs written by scripts/train_darcy.py.
 
-    python scripts/compare_darcy.py out/mano16 out/fno16 out/vit16 --output out/darcy_comparison
+    python scripts/compare_darcy.py out/darcy/mano out/darcy/fno out/darcy/vit --output out/darcy/comparison
 """
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transformers_mano.darcy_benchmark import comparison_table, load_results, plot_comparison
+from transformers_mano.physics.compare import comparison_table, load_results, plot_comparison, seed_table
+from transformers_mano.utils import atomic_write_text, check_new_output
 
 
 def main() -> None:
@@ -16,22 +17,19 @@ def main() -> None:
     parser.add_argument("run_dirs", nargs="+", help="run folders holding results.json")
     parser.add_argument("--output", default=None, help="prefix of the .md table and .png figure "
                         "(default: <parent of the first run>/darcy_comparison)")  # fmt: skip
-    parser.add_argument("--sample", type=int, default=0, help="test sample shown in the figure")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing table / figure")
+    parser.add_argument("--sample", type=int, default=0, help="test sample shown in the figure (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing table and figure")
     args = parser.parse_args()
 
     runs = load_results(args.run_dirs)
     prefix = Path(args.output) if args.output else Path(args.run_dirs[0]).parent / "darcy_comparison"
     table_path, figure_path = prefix.with_suffix(".md"), prefix.with_suffix(".png")
     for path in (table_path, figure_path):
-        if path.exists() and not args.overwrite:
-            parser.error(f"{path} exists; pass --overwrite to replace it")
-    table = comparison_table(runs)
+        check_new_output(path, args.overwrite)
+    table = comparison_table(runs) + "\n\n" + seed_table(runs)
     print(table)
-    tmp = table_path.with_name(f".{table_path.name}.tmp")
-    tmp.write_text(table + "\n")
-    tmp.replace(table_path)
-    plot_comparison(runs, figure_path, sample=args.sample)
+    atomic_write_text(table_path, table + "\n", overwrite=args.overwrite)
+    plot_comparison(runs, figure_path, sample=args.sample, overwrite=args.overwrite)
     print(f"wrote {table_path} and {figure_path}")
 
 

@@ -12,8 +12,11 @@ maps a permeability a to a pressure u. Two sources give (a, u) pairs on n x n gr
 - `grf_darcy_<n>`: the FNO paper's recipe, generated here: a Gaussian random field with covariance
   (-Laplacian + 9 I)^-2 thresholded to a = 12 where positive and a = 3 elsewhere, f = 1, zero Dirichlet boundary,
   second-order finite differences on a grid `refine` times finer, a sparse direct solve, then subsampling.
+- your own: a folder holding a `DatasetDict` saved with `save_to_disk`, or PDEBench's 2-D Darcy HDF5 files
+  (`2D_DarcyFlow_beta<b>_Train.hdf5`), subsampled by a stride to the resolutions asked for.
 
-Every split is a `datasets.Dataset` with float32 columns `coefficient` and `solution`, both (n, n).
+Every split is a `datasets.Dataset` with float32 columns `coefficient` and `solution`, both (n, n); splits are
+`train` and `test_<n>` for each test resolution n.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,8 @@ from datasets import config as datasets_config
 from scipy import fft, sparse
 from scipy.sparse.linalg import spsolve
 from tqdm.auto import tqdm
+
+from ..utils import atomic_directory
 
 NEURALOP_WHEEL_VERSION = "0.3.0"
 NEURALOP_FILE_PATTERN = re.compile(r"darcy_(train|test)_(\d+)\.pt$")
@@ -61,16 +67,15 @@ def to_dataset(coefficients: np.ndarray, solutions: np.ndarray) -> Dataset:
     )
 
 
-def _save_atomically(data: DatasetDict, path: Path) -> None:
-    """`save_to_disk` into a temporary sibling, then rename: a crash never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        data.save_to_disk(str(tmp))
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+class DarcyDataError(ValueError):
+    """A Darcy data source that cannot be read: unknown name, missing file or key, or fields of the wrong shape."""
+
+
+def _save_to_cache(data: DatasetDict, path: Path) -> DatasetDict:
+    """`save_to_disk` into `path` atomically (a crash never leaves a half-written cache), then read it back."""
+    with atomic_directory(path, overwrite=True) as staging:
+        data.save_to_disk(str(staging))
+    return load_from_disk(str(path))
 
 
 # --- the neuraloperator set -------------------------------------------------------------------------------------
@@ -142,10 +147,7 @@ def load_neuralop_darcy(
     with tempfile.TemporaryDirectory() as tmp:
         raw = extract_neuralop_darcy(source, Path(tmp))
         data = DatasetDict({split: to_dataset(*read_neuralop_pt(raw / name)) for split, name in NEURALOP_SPLITS.items()})
-    if path.exists():
-        shutil.rmtree(path)
-    _save_atomically(data, path)
-    return load_from_disk(str(path))
+        return _save_to_cache(data, path)
 
 
 # --- the FNO-recipe generator -----------------------------------------------------------------------------------
@@ -271,10 +273,105 @@ def load_generated_darcy(
     for resolution in test_resolutions:
         test_seed = 2 * seed + 1 + 1000 * resolution
         splits[f"test_{resolution}"] = to_dataset(*generate_darcy(num_test, resolution, seed=test_seed, refine=refine))
-    if path.exists():
-        shutil.rmtree(path)
-    _save_atomically(DatasetDict(splits), path)
-    return load_from_disk(str(path))
+    return _save_to_cache(DatasetDict(splits), path)
+
+
+# --- your own data -------------------------------------------------------------------------------------------
+
+PDEBENCH_KEYS = {"coefficient": "nu", "solution": "tensor"}
+
+
+def check_darcy_splits(data: DatasetDict, source: str) -> DatasetDict:
+    """Refuse a `DatasetDict` that is not Darcy data: it needs `train` and `test_<n>` splits whose `coefficient`
+    and `solution` columns hold square (n, n) fields of the same shape (n from the split name for tests)."""
+    if "train" not in data or not any(re.fullmatch(r"test_\d+", split) for split in data):
+        raise DarcyDataError(f"{source} needs a 'train' split and 'test_<n>' splits, it has {list(data)}")
+    for split, dataset in data.items():
+        missing = [column for column in ("coefficient", "solution") if column not in dataset.column_names]
+        if missing:
+            raise DarcyDataError(f"split {split!r} of {source} has no column {missing}; its columns: {dataset.column_names}")
+        first = dataset.with_format("numpy")[:1]
+        shapes = {column: np.asarray(first[column]).shape[1:] for column in ("coefficient", "solution")}
+        if shapes["coefficient"] != shapes["solution"]:
+            raise DarcyDataError(f"split {split!r} of {source}: coefficient {shapes['coefficient']} and solution "
+                                 f"{shapes['solution']} fields differ in shape")  # fmt: skip
+        shape = shapes["coefficient"]
+        if len(shape) != 2 or shape[0] != shape[1]:
+            raise DarcyDataError(f"split {split!r} of {source} holds fields of shape {shape}; square (n, n) grids needed")
+        match = re.fullmatch(r"test_(\d+)", split)
+        if match and int(match.group(1)) != shape[0]:
+            raise DarcyDataError(f"split {split!r} of {source} holds {shape[0]}x{shape[1]} fields, not "
+                                 f"{match.group(1)}x{match.group(1)}")  # fmt: skip
+    return data
+
+
+def load_darcy_folder(path: str | Path) -> DatasetDict:
+    """A `DatasetDict` saved with `save_to_disk` (columns `coefficient`, `solution`; splits `train`, `test_<n>`)."""
+    path = Path(path)
+    try:
+        data = load_from_disk(str(path))
+    except FileNotFoundError as error:
+        raise DarcyDataError(f"{path} is not a folder written by DatasetDict.save_to_disk: {error}") from None
+    if not isinstance(data, DatasetDict):
+        raise DarcyDataError(f"{path} holds a single Dataset; save a DatasetDict with 'train' and 'test_<n>' splits")
+    return check_darcy_splits(data, str(path))
+
+
+def subsample_stride(side: int, resolution: int, source: str) -> int:
+    """The stride that takes an n x n grid to `resolution` points per side (n must be a multiple)."""
+    if resolution < 2 or side % resolution:
+        raise DarcyDataError(f"{source} has {side}x{side} fields; {resolution} points per side is not reachable by a "
+                             f"stride (use a divisor of {side})")  # fmt: skip
+    return side // resolution
+
+
+def read_pdebench_darcy(
+    path: str | Path, train_resolution: int, test_resolutions: Sequence[int], num_test: int = 100, seed: int = 0
+) -> DatasetDict:
+    """PDEBench's 2-D Darcy file as `train` at `train_resolution` and `test_<n>` at each test resolution.
+
+    The file holds `nu` (N, s, s), the coefficient, and `tensor` (N, 1, s, s), the solution, on an s x s grid
+    (s = 128). Fields are subsampled by a stride (`[::s // n, ::s // n]`). A fixed held-out set of `num_test`
+    samples, drawn with `seed`, forms every test split, at each resolution; the rest is `train`.
+    """
+    try:
+        import h5py
+    except ImportError as error:
+        raise ImportError("reading PDEBench HDF5 files needs h5py: pip install 'transformers-mano[physics]'") from error
+    path = Path(path)
+    if not path.is_file():
+        raise DarcyDataError(f"{path} does not exist")
+    with h5py.File(path, "r") as file:
+        missing = [key for key in PDEBENCH_KEYS.values() if key not in file]
+        if missing:
+            raise DarcyDataError(f"{path} has no {missing} dataset(s); PDEBench Darcy files hold 'nu' (N, s, s) and "
+                                 f"'tensor' (N, 1, s, s); this file holds {sorted(file)}")  # fmt: skip
+        coefficient, solution = file[PDEBENCH_KEYS["coefficient"]], file[PDEBENCH_KEYS["solution"]]
+        if solution.ndim == 4 and solution.shape[1] == 1:
+            solution_shape = (solution.shape[0], *solution.shape[2:])
+        else:
+            solution_shape = solution.shape
+        if coefficient.ndim != 3 or coefficient.shape != solution_shape:
+            raise DarcyDataError(f"{path}: 'nu' {coefficient.shape} and 'tensor' {solution.shape} do not describe "
+                                 "the same (N, s, s) fields (expected 'tensor' as (N, 1, s, s))")  # fmt: skip
+        num_samples, height, width = coefficient.shape
+        if height != width:
+            raise DarcyDataError(f"{path} holds {height}x{width} grids; square grids needed")
+        if not 0 < num_test < num_samples:
+            raise DarcyDataError(f"{path} has {num_samples} samples; num_test must be in [1, {num_samples - 1}]")
+        order = np.random.default_rng(seed).permutation(num_samples)
+        test_index, train_index = np.sort(order[:num_test]), np.sort(order[num_test:])
+        source = str(path)
+        splits = {}
+        for name, index, resolutions in (("train", train_index, [train_resolution]), ("test", test_index,
+                                                                                      list(test_resolutions))):  # fmt: skip
+            fields_a = coefficient[index]  # h5py reads sorted fancy indices
+            fields_u = solution[index].reshape(len(index), height, width)
+            for resolution in resolutions:
+                stride = subsample_stride(height, resolution, source)
+                split = "train" if name == "train" else f"test_{resolution}"
+                splits[split] = to_dataset(fields_a[:, ::stride, ::stride], fields_u[:, ::stride, ::stride])
+    return DatasetDict(splits)
 
 
 def load_darcy(
@@ -284,27 +381,44 @@ def load_darcy(
     num_train: int | None = None,
     num_test: int | None = None,
     seed: int = 0,
+    train_resolution: int = 16,
+    test_resolutions: Sequence[int] = (16, 32),
 ) -> DatasetDict:
-    """A Darcy data set by name: `neuralop_darcy_16`, or `grf_darcy_<n>` (generated, tests at n and 2n).
+    """A Darcy data set: a name, or your own files.
 
-    Every returned split has columns `coefficient`, `solution`; splits `train` and `test_<resolution>`.
-    `num_train` / `num_test` subsample the neuraloperator set or size the generated one (default 1000 / 100).
+    - `neuralop_darcy_16`: the neuraloperator small set (train 16, tests 16 and 32).
+    - `grf_darcy_<n>`: generated, train and test at n, test also at 2n.
+    - a folder: a `DatasetDict` saved with `save_to_disk` (splits `train`, `test_<n>`).
+    - a `.hdf5` / `.h5` file: PDEBench 2-D Darcy, subsampled to `train_resolution` and `test_resolutions`, with a
+      held-out test set of `num_test` samples (default 100) drawn with `seed`.
+
+    Every split has columns `coefficient`, `solution`. `num_train` / `num_test` keep the first samples of a split
+    (or size the generated set; default 1000 / 100).
     """
+    path = Path(name)
     if name == "neuralop_darcy_16":
         data = load_neuralop_darcy(cache_dir, source)
-        if num_train is not None:
-            data["train"] = data["train"].select(range(min(num_train, len(data["train"]))))
-        if num_test is not None:
-            for split in [s for s in data if s.startswith("test_")]:
-                data[split] = data[split].select(range(min(num_test, len(data[split]))))
-        return data
-    match = re.fullmatch(r"grf_darcy_(\d+)", name)
-    if match:
+    elif match := re.fullmatch(r"grf_darcy_(\d+)", name):
         resolution = int(match.group(1))
         return load_generated_darcy(
             resolution, (resolution, 2 * resolution), num_train or 1000, num_test or 100, seed, cache_dir=cache_dir
         )
-    raise ValueError(f"unknown Darcy data set {name!r}: use 'neuralop_darcy_16' or 'grf_darcy_<resolution>'")
+    elif path.suffix in (".hdf5", ".h5"):
+        data = read_pdebench_darcy(path, train_resolution, test_resolutions, num_test or 100, seed)
+        num_test = None  # already sized
+    elif path.is_dir():
+        data = load_darcy_folder(path)
+    else:
+        raise DarcyDataError(
+            f"unknown Darcy data {name!r}: use 'neuralop_darcy_16', 'grf_darcy_<n>', a folder written by "
+            "DatasetDict.save_to_disk, or a PDEBench .hdf5 file"
+        )
+    if num_train is not None:
+        data["train"] = data["train"].select(range(min(num_train, len(data["train"]))))
+    if num_test is not None:
+        for split in [s for s in data if s.startswith("test_")]:
+            data[split] = data[split].select(range(min(num_test, len(data[split]))))
+    return data
 
 
 def split_resolutions(data: DatasetDict) -> list[int]:
@@ -322,6 +436,12 @@ def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
 
 __all__ = [
     "NEURALOP_SPLITS",
+    "PDEBENCH_KEYS",
+    "DarcyDataError",
+    "check_darcy_splits",
+    "load_darcy_folder",
+    "read_pdebench_darcy",
+    "subsample_stride",
     "as_tensors",
     "darcy_features",
     "darcy_matrix",

@@ -34,10 +34,10 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..configuration_mano import ManoConfig
 from ..modeling_mano import ManoForImageClassification
+from ..utils.run_folder import check_output_dir, resolve_checkpoint
 from .arguments import DataTrainingArguments, ImageClassificationTrainingArguments, ModelArguments
 from .data import EMBEDDED_DATASET, label_names, load_image_classification_splits
 from .evaluation import build_compute_metrics
@@ -117,21 +117,6 @@ def parse_arguments(
     return parser.parse_args_into_dataclasses(args=[*defaults, *argv])
 
 
-def resolve_checkpoint(training_args: ImageClassificationTrainingArguments) -> str | None:
-    """The checkpoint to resume from: a path, or the output folder's last one for `--resume_from_checkpoint last`."""
-    resume = training_args.resume_from_checkpoint
-    if resume is None:
-        return None
-    if resume.lower() in ("last", "true"):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint-* in {training_args.output_dir}")
-        return last
-    if not os.path.isdir(resume):
-        raise ValueError(f"--resume_from_checkpoint {resume!r} is not a folder")
-    return resume
-
-
 def check_distributed_setup(training_args: TrainingArguments) -> None:
     """Refuse a multi-process launch that Trainer did not turn into one process group.
 
@@ -143,18 +128,6 @@ def check_distributed_setup(training_args: TrainingArguments) -> None:
         raise RuntimeError(
             f"Launched as {launched} processes, but Trainer runs {training_args.world_size}. On a machine without "
             "GPUs pass --use_cpu true so that Trainer trains with DistributedDataParallel over gloo."
-        )
-
-
-def check_output_dir(training_args: ImageClassificationTrainingArguments) -> None:
-    """Refuse to train into a non-empty output folder unless resuming or `--overwrite_output_dir` is given."""
-    out = training_args.output_dir
-    if not training_args.do_train or training_args.overwrite_output_dir or training_args.resume_from_checkpoint:
-        return
-    if os.path.isdir(out) and os.listdir(out):
-        raise FileExistsError(
-            f"Output folder {out!r} exists and is not empty. Pass --overwrite_output_dir to train into it anyway, "
-            "--resume_from_checkpoint last to continue its last checkpoint, or another --output_dir."
         )
 
 
@@ -413,7 +386,6 @@ __all__ = [
     "AugmentationEpochCallback",
     "build_model_and_processor",
     "check_distributed_setup",
-    "check_output_dir",
     "default_output_dir",
     "format_metrics_table",
     "main",

@@ -1,0 +1,437 @@
+"""Train and evaluate a neural operator (MANO, FNO or ViT) on Darcy flow with `Trainer`.
+
+One recipe for the three models: the same data, loss (mean relative L2, returned by every model), AdamW with
+linear warm-up and cosine decay, batch size, epochs and seed; a validation split carved from `train` (for
+choosing the learning rate: the test splits are only read at the end). Baselines are sized to the parameter count
+of the MANO of the same arguments. A run folder holds what `Trainer` writes (checkpoints, `trainer_state.json`,
+the final model, which `AutoModel.from_pretrained` reloads) and
+
+    results.json            parameters, FLOPs, wall time, machine and its load, the training curve, the final
+                            validation metrics and the test metrics at every resolution
+    predictions_<n>.npz     the first test samples at resolution n: coefficient, solution, prediction
+
+Metrics per sample: relative L2 `||u_pred - u|| / ||u||` and relative MSE `||u_pred - u||^2 / ||u||^2` (its
+square), averaged over samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+from transformers import (
+    EvalPrediction,
+    HfArgumentParser,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers import logging as transformers_logging
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
+from transformers.training_args import OptimizerNames
+
+from ..configuration_mano_operator import ManoOperatorConfig
+from ..modeling_mano_operator import ManoOperatorModel
+from ..utils import atomic_file, atomic_write_text, machine_info
+from ..utils.run_folder import check_output_dir, resolve_checkpoint
+from .baselines import FnoOperatorConfig, FnoOperatorModel, VitOperatorConfig, VitOperatorModel
+from .data import DarcyDataError, load_darcy, split_resolutions
+
+logger = logging.getLogger("transformers_mano.physics")
+
+MODEL_KINDS: tuple[str, ...] = ("mano", "fno", "vit")
+
+
+@dataclass
+class DarcyModelArguments:
+    """The operator: MANO's size, and how the baselines are sized against it."""
+
+    model: str = field(default="mano", metadata={"help": f"The operator to train: one of {MODEL_KINDS}."})
+    hidden_size: int = field(default=64, metadata={"help": "MANO: token width (the baselines match its size)."})
+    num_layers: int = field(default=4, metadata={"help": "Blocks (MANO, ViT) or Fourier layers (FNO)."})
+    num_heads: int = field(default=4, metadata={"help": "Attention heads (MANO, ViT)."})
+    head_dim: int | None = field(default=None, metadata={"help": "MANO: width of a head (default hidden/heads)."})
+    intermediate_size: int | None = field(
+        default=None, metadata={"help": "MANO: hidden width of the MLPs (default 2 x hidden_size)."}
+    )
+    window_size: int = field(default=2, metadata={"help": "MANO: side k of the k x k attention windows."})
+    window_stride: int = field(default=1, metadata={"help": "MANO: stride between windows (< k overlaps)."})
+    sampling_rate: int = field(default=2, metadata={"help": "MANO: coarsening per side between levels."})
+    positional_embedding: str = field(
+        default="grid",
+        metadata={"help": "MANO: 'grid' (the (y, x) coordinates, as the baselines see them) or 'none' (as released)."},
+    )
+    fno_modes: int = field(default=8, metadata={"help": "FNO: Fourier modes kept per axis."})
+    match_parameters: int | None = field(
+        default=None,
+        metadata={"help": "Baselines: parameter count to match (default: the MANO of these arguments)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"--model must be one of {MODEL_KINDS}, got {self.model!r}")
+
+
+@dataclass
+class DarcyDataArguments:
+    """Which Darcy data: a named set or your own files, and the validation split carved from `train`."""
+
+    data: str = field(
+        default="neuralop_darcy_16",
+        metadata={
+            "help": "neuralop_darcy_16 (train 16x16, tests 16 and 32; downloads neuraloperator's 0.3.0 wheel from "
+            "PyPI with pip unless --data_source is given), grf_darcy_<n> (generated), a folder written by "
+            "DatasetDict.save_to_disk, or a PDEBench 2-D Darcy .hdf5 file."
+        },
+    )
+    data_source: str | None = field(
+        default=None, metadata={"help": "neuralop_darcy_16 only: a neuraloperator 0.2.0/0.3.0 wheel or folder."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Data cache (default: the datasets cache)."})
+    num_train: int | None = field(default=None, metadata={"help": "Keep the first training samples (default all)."})
+    num_test: int | None = field(default=None, metadata={"help": "Test samples per resolution (default all)."})
+    validation_size: int = field(default=100, metadata={"help": "Training samples held out for validation."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the validation split (kept apart from --seed)."})
+    train_resolution: int = field(default=16, metadata={"help": "PDEBench files: training grid side."})
+    test_resolutions: list[int] = field(
+        default_factory=lambda: [16, 32], metadata={"help": "PDEBench files: test grid sides."}
+    )
+
+
+@dataclass
+class DarcyTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the defaults of the Darcy protocol (docs/darcy.md), and a few run options."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "Run folder (default: out/darcy/<model>)."})
+    do_train: bool = field(default=True, metadata={"help": "Train (a run always does)."})
+    num_train_epochs: float = field(default=100.0, metadata={"help": "Training epochs."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate of AdamW."})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
+    optim: OptimizerNames | str = field(
+        default="adamw_torch", metadata={"help": "Optimizer (the fused AdamW takes no complex weights, as FNO's)."}
+    )
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per process."})
+    per_device_eval_batch_size: int = field(default=50, metadata={"help": "Evaluation batch size."})
+    lr_scheduler_type: SchedulerType | str = field(
+        default="cosine", metadata={"help": "Learning-rate schedule after warm-up."}
+    )
+    warmup_steps: float = field(default=0.05, metadata={"help": "Linear warm-up: steps, or a fraction of all."})
+    eval_strategy: IntervalStrategy | str = field(
+        default="epoch", metadata={"help": "When to evaluate on the validation split."}
+    )
+    save_strategy: SaveStrategy | str = field(
+        default="epoch", metadata={"help": "When to write a checkpoint (for resuming)."}
+    )
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept."})
+    logging_strategy: IntervalStrategy | str = field(default="epoch", metadata={"help": "When to log the loss."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Train into a non-empty --output_dir (else refused, unless resuming)."}
+    )
+    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)."})
+    num_saved_predictions: int = field(default=4, metadata={"help": "Test samples saved per resolution."})
+
+
+# --- models ---------------------------------------------------------------------------------------------------
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Trainable real parameters; a complex weight (FNO's spectral weights) counts twice."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: torch.nn.Module, resolution: int, in_channels: int = 1) -> int:
+    """Forward FLOPs of one sample at `resolution` x `resolution`, counted by `torch.utils.flop_counter`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.rand(1, resolution, resolution, in_channels))
+    return counter.get_total_flops()
+
+
+def mano_config(args: DarcyModelArguments, normalization: dict[str, float] | None = None) -> ManoOperatorConfig:
+    """The MANO operator of a run (head width hidden / heads and MLP 2 x hidden unless given)."""
+    return ManoOperatorConfig(
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_layers,
+        num_attention_heads=args.num_heads,
+        head_dim=args.head_dim or args.hidden_size // args.num_heads,
+        intermediate_size=args.intermediate_size or 2 * args.hidden_size,
+        window_size=args.window_size,
+        window_stride=args.window_stride,
+        sampling_rate=args.sampling_rate,
+        positional_embedding=args.positional_embedding,
+        **(normalization or {}),
+    )
+
+
+def _closest_width(build: Callable[[int], PreTrainedModel], target: int, widths: range) -> int:
+    """The width whose model's parameter count is closest to `target` (counts grow with the width)."""
+    best_gap, best_width = None, None
+    for width in widths:
+        with torch.device("meta"):
+            parameters = count_parameters(build(width))
+        gap = abs(parameters - target)
+        if best_gap is None or gap < best_gap:
+            best_gap, best_width = gap, width
+        if parameters > target:
+            break
+    return best_width
+
+
+def build_operator(
+    args: DarcyModelArguments, normalization: dict[str, float] | None = None, seed: int = 0
+) -> PreTrainedModel:
+    """The model of a run, initialised from `seed`; baselines take the width closest to the MANO parameter count."""
+    normalization = normalization or {}
+    if args.model == "mano":
+        config = mano_config(args, normalization)
+        build = None
+    else:
+        target = args.match_parameters
+        if target is None:
+            with torch.device("meta"):
+                target = count_parameters(ManoOperatorModel(mano_config(args)))
+        if args.model == "fno":
+            def build(width: int) -> PreTrainedModel:
+                return FnoOperatorModel(FnoOperatorConfig(hidden_channels=width, num_modes=args.fno_modes,
+                                                          num_hidden_layers=args.num_layers, **normalization))  # fmt: skip
+
+            width = _closest_width(build, target, range(4, 513, 2))
+        else:
+            def build(width: int) -> PreTrainedModel:
+                return VitOperatorModel(VitOperatorConfig(hidden_size=width, num_hidden_layers=args.num_layers,
+                                                          num_attention_heads=args.num_heads,
+                                                          intermediate_size=2 * width, **normalization))  # fmt: skip
+
+            width = _closest_width(build, target, range(args.num_heads, 1025, args.num_heads))
+    torch.manual_seed(seed)
+    return ManoOperatorModel(config) if build is None else build(width)
+
+
+# --- data -----------------------------------------------------------------------------------------------------
+
+
+def field_statistics(train: Dataset) -> dict[str, float]:
+    """Normalisation of inputs and outputs fitted on the training split (a zero std becomes 1)."""
+    data = train.with_format("numpy")
+    coefficient = np.asarray(data["coefficient"], dtype=np.float64)
+    solution = np.asarray(data["solution"], dtype=np.float64)
+    stats = {
+        "input_mean": float(coefficient.mean()),
+        "input_std": float(coefficient.std()) or 1.0,
+        "output_mean": float(solution.mean()),
+        "output_std": float(solution.std()) or 1.0,
+    }
+    return stats
+
+
+def collate_fields(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack examples into channel-last `input_fields` and `labels`, each (B, n, n, 1)."""
+    return {
+        "input_fields": torch.stack([torch.as_tensor(e["coefficient"]) for e in examples])[..., None],
+        "labels": torch.stack([torch.as_tensor(e["solution"]) for e in examples])[..., None],
+    }
+
+
+def prepare_splits(data_args: DarcyDataArguments) -> DatasetDict:
+    """`train`, `validation` (carved from train) and every `test_<n>` split, formatted as float32 tensors."""
+    data = load_darcy(
+        data_args.data, data_args.cache_dir, data_args.data_source, data_args.num_train, data_args.num_test,
+        data_args.split_seed, data_args.train_resolution, data_args.test_resolutions,
+    )  # fmt: skip
+    train = data["train"]
+    if not 0 < data_args.validation_size < len(train):
+        raise ValueError(f"--validation_size must be in [1, {len(train) - 1}] for {len(train)} training samples, "
+                         f"got {data_args.validation_size}")  # fmt: skip
+    carved = train.train_test_split(test_size=data_args.validation_size, seed=data_args.split_seed)
+    splits = DatasetDict(train=carved["train"], validation=carved["test"])
+    for split in data:
+        if split.startswith("test_"):
+            splits[split] = data[split]
+    return splits.with_format("torch", dtype=torch.float32)
+
+
+# --- metrics --------------------------------------------------------------------------------------------------
+
+
+def relative_errors(predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Mean over samples of the relative L2 error and of its square (the relative MSE), in float64."""
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(len(predictions), -1)
+    targets = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
+    squared = ((predictions - targets) ** 2).sum(1) / np.maximum((targets**2).sum(1), np.finfo(np.float64).tiny)
+    return {"relative_l2": float(np.sqrt(squared).mean()), "relative_mse": float(squared.mean())}
+
+
+def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """`Trainer`'s metrics from the predicted fields (B, n, n, C) and the target fields."""
+    predictions = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    return relative_errors(predictions, prediction.label_ids)
+
+
+class WallClockCallback(TrainerCallback):
+    """Training wall time, apart from the evaluations that `Trainer` interleaves."""
+
+    def __init__(self) -> None:
+        self.train_seconds = 0.0
+        self._start: float | None = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self._start is not None:
+            self.train_seconds += time.perf_counter() - self._start
+            self._start = None
+
+
+# --- a run ----------------------------------------------------------------------------------------------------
+
+
+def default_output_dir(model_args: DarcyModelArguments) -> str:
+    return os.path.join("out", "darcy", model_args.model)
+
+
+def run_darcy(
+    model_args: DarcyModelArguments, data_args: DarcyDataArguments, training_args: DarcyTrainingArguments
+) -> dict[str, object]:
+    """Train one operator, evaluate it at every test resolution, write the run folder; returns `results.json`."""
+    if training_args.num_threads:
+        torch.set_num_threads(training_args.num_threads)
+    training_args.remove_unused_columns = False  # the collator reads `coefficient` and `solution`
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # nothing to pin for: keeps torch's warning away
+    check_output_dir(training_args)
+    checkpoint = resolve_checkpoint(training_args) if training_args.do_train else None
+    machine_before = machine_info(str(training_args.device))
+
+    splits = prepare_splits(data_args)
+    normalization = field_statistics(splits["train"])
+    model = build_operator(model_args, normalization, seed=training_args.seed)
+    resolution = splits["train"][0]["coefficient"].shape[-1]
+    parameters, flops = count_parameters(model), count_flops(model, resolution)
+    logger.info(f"{type(model).__name__}: {parameters:,} parameters, {flops / 1e6:.1f} MFLOPs per {resolution}x"
+                f"{resolution} sample; train {len(splits['train'])}, validation {len(splits['validation'])}")  # fmt: skip
+
+    clock = WallClockCallback()
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        data_collator=collate_fields,
+        compute_metrics=compute_metrics,
+        callbacks=[clock],
+    )
+    start = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    wall = time.perf_counter() - start
+    trainer.save_model()
+    trainer.save_state()
+    validation = trainer.evaluate(metric_key_prefix="validation")
+
+    output_dir = Path(training_args.output_dir)
+    tests = {}
+    for test_resolution in split_resolutions(splits):
+        test = splits[f"test_{test_resolution}"]
+        start_eval = time.perf_counter()
+        predicted = trainer.predict(test, metric_key_prefix="test")
+        metrics = {key.removeprefix("test_"): value for key, value in predicted.metrics.items()}
+        metrics["wall_s"] = time.perf_counter() - start_eval
+        metrics["num_samples"] = len(test)
+        tests[str(test_resolution)] = metrics
+        keep = slice(0, training_args.num_saved_predictions)
+        predictions = predicted.predictions[0] if isinstance(predicted.predictions, tuple) else predicted.predictions
+        if trainer.is_world_process_zero():
+            with atomic_file(output_dir / f"predictions_{test_resolution}.npz", overwrite=True) as staged:
+                with staged.open("wb") as handle:
+                    np.savez_compressed(handle, coefficient=test["coefficient"][keep].numpy(),
+                                        solution=test["solution"][keep].numpy(),
+                                        prediction=predictions[keep, ..., 0])  # fmt: skip
+        logger.info(f"test {test_resolution}x{test_resolution}: relative L2 {metrics['relative_l2']:.4f}, "
+                    f"relative MSE {metrics['relative_mse']:.5f}")  # fmt: skip
+
+    results = {
+        "model": model_args.model,
+        "model_class": type(model).__name__,
+        "data": data_args.data,
+        "train_resolution": int(resolution),
+        "num_train": len(splits["train"]),
+        "num_validation": len(splits["validation"]),
+        "parameters": parameters,
+        "flops_per_sample": flops,
+        "epochs": train_result.metrics.get("epoch", training_args.num_train_epochs),
+        "learning_rate": training_args.learning_rate,
+        "seed": training_args.seed,
+        "train_wall_s": wall,
+        "train_loop_s": clock.train_seconds,
+        "validation": {key.removeprefix("validation_"): value for key, value in validation.items()},
+        "test": tests,
+        "history": trainer.state.log_history,
+        "arguments": {"model": asdict(model_args), "data": asdict(data_args),
+                      "training": training_args.to_sanitized_dict()},  # fmt: skip
+        "machine": machine_before,
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
+    }
+    if trainer.is_world_process_zero():
+        atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2, default=str), overwrite=True)
+    return results
+
+
+ARGUMENT_CLASSES = (DarcyModelArguments, DarcyDataArguments, DarcyTrainingArguments)
+
+
+def parse_arguments(argv: Sequence[str] | None = None):
+    """The three argument dataclasses from `argv` (default `sys.argv[1:]`), or from one `.json` file."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if training_args.output_dir is None:
+        training_args.output_dir = default_output_dir(model_args)
+    return model_args, data_args, training_args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, object]:
+    model_args, data_args, training_args = parse_arguments(argv)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])  # fmt: skip
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    transformers_logging.set_verbosity(training_args.get_process_log_level())
+    return run_darcy(model_args, data_args, training_args)
+
+
+__all__ = [
+    "MODEL_KINDS",
+    "DarcyDataArguments",
+    "DarcyModelArguments",
+    "DarcyTrainingArguments",
+    "build_operator",
+    "collate_fields",
+    "compute_metrics",
+    "count_flops",
+    "count_parameters",
+    "field_statistics",
+    "main",
+    "mano_config",
+    "parse_arguments",
+    "prepare_splits",
+    "relative_errors",
+    "run_darcy",
+]
+
+if __name__ == "__main__":
+    main()
