@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -79,3 +80,69 @@ class ManoModelTester:
 def tester() -> ManoModelTester:
     torch.manual_seed(0)
     return ManoModelTester()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Trained-like weights and numeric comparisons
+
+
+@torch.no_grad()
+def make_trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give a SwinV2-family model the parameter ranges of trained checkpoints, which fresh ones never reach.
+
+    - logit scales: per head, uniform in [log 10, log 100] (initialisation gives 10, the clamp is 100), and one
+      head per layer beyond the clamp (log 200, clamped to 100);
+    - continuous position bias: the MLP's last layer scaled up so that 16 * sigmoid(.) sits near its bounds 0 and 16;
+    - every other weight: as initialised.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for name, parameter in model.named_parameters():
+        if name.endswith("logit_scale"):
+            scales = torch.empty(parameter.shape).uniform_(math.log(10), math.log(100), generator=generator)
+            scales.view(-1)[0] = math.log(200)
+            parameter.copy_(scales)
+        elif name.endswith("continuous_position_bias_mlp.2.weight"):
+            parameter.mul_(30.0)
+    return model
+
+
+# float32 unit roundoff
+FLOAT32_EPS = 2.0**-24
+# Two float32 orderings of the same arithmetic each miss the exact (float64) value by their own rounding. Per
+# output, that rounding is a sum of many roughly independent terms, so two orderings' largest errors over a
+# tensor differ by a small factor (1.0-1.2 measured on SwinV2-T at trained scales); 4 leaves room for that
+# spread. The floor, 64 ulps of the largest output, covers outputs where the baseline happens to round exactly.
+ACCURACY_FACTOR = 4.0
+ACCURACY_FLOOR_ULPS = 64
+
+
+def assert_as_accurate(
+    candidate: torch.Tensor, baseline: torch.Tensor, reference: torch.Tensor, what: str = "", reduction: int = 1
+) -> None:
+    """float32 `candidate` is about as close to the float64 `reference` as float32 `baseline` is.
+
+    Used where two float32 paths compute the same function: at trained logit scales (up to 100), float32 rounding
+    is amplified through every softmax, so SwinV2's own float32 output is ~2e-4 off its float64 value on SwinV2-T.
+    An absolute float32 tolerance would be a statement about one machine; this one is about the arithmetic.
+
+    `reduction`: how many terms each element sums when the two paths sum them by different formulas (a weight's
+    gradient sums one term per token of every image). Reordering such a sum moves it by about sqrt(reduction) ulps
+    of its magnitude whichever path is the more accurate, so the floor grows with 4 sqrt(reduction).
+    """
+    reference = reference.double()
+    candidate_error = (candidate.double() - reference).abs().max().item()
+    baseline_error = (baseline.double() - reference).abs().max().item()
+    ulps = max(ACCURACY_FLOOR_ULPS, 4 * math.sqrt(reduction))
+    floor = ulps * FLOAT32_EPS * reference.abs().max().item()
+    assert candidate_error <= ACCURACY_FACTOR * baseline_error + floor, (
+        f"{what}: float32 error {candidate_error:.3e} against float64, baseline's {baseline_error:.3e} "
+        f"(allowed {ACCURACY_FACTOR:g}x + {floor:.1e})"
+    )
+
+
+# Where two paths compute the same function in float64, they differ by reordered float64 rounding: unit roundoff
+# 1.1e-16, amplified by the logit scale (<= 116 with the position bias), reductions of up to ~10^3 terms and a few
+# layers: at most ~1e-11 on outputs of order 1 (4e-13 measured on SwinV2-T at trained scales). A semantic
+# difference (a mask applied once instead of twice, a missing level) shows at 1e-6 or more.
+FLOAT64_ATOL = 1e-9
+FLOAT64_RTOL = 1e-9

@@ -6,8 +6,11 @@ transformers rewrote Swin (v1) in 5.23 and SwinV2 may follow: this test fails fi
 from __future__ import annotations
 
 import inspect
+import math
 
 import pytest
+import torch
+from torch.nn import functional as F
 from transformers.models.swinv2 import modeling_swinv2
 
 # class or function -> (methods and attributes used, constructor or call parameters relied on)
@@ -46,12 +49,59 @@ def test_swinv2_hook_point_exists(name):
     assert not missing, f"{name} no longer takes {missing}"
 
 
-def test_swinv2_layer_forward_reads_the_attributes_mano_relies_on():
-    """ManoLayer.forward re-implements Swinv2Layer.forward around these submodules and attributes."""
-    source = inspect.getsource(modeling_swinv2.Swinv2Layer)
-    for attribute in ("self.window_size", "self.shift_size", "self.attention", "self.layernorm_before",
-                      "self.drop_path", "self.intermediate", "self.output", "self.layernorm_after"):
-        assert attribute in source, f"Swinv2Layer no longer uses {attribute}"
+def test_manolayer_at_one_level_is_swinv2_layer_forward():
+    """ManoLayer re-runs Swinv2Layer.forward around the same submodules (window partition, attention, residual
+    with res-post-norm, MLP): at one level and on the eager path it must give Swinv2Layer.forward's output exactly."""
+    from transformers_mano import ManoConfig
+    from transformers_mano.modeling_mano import ManoLayer
+
+    config = ManoConfig(embed_dim=8, depths=[2], num_heads=[2], window_size=4, image_size=40, patch_size=4,
+                        num_levels=[1])  # fmt: skip
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    layer = ManoLayer(config, dim=8, input_resolution=(10, 10), num_heads=2, shift_size=2).eval()
+    hidden_states = torch.randn(2, 100, 8)
+    with torch.no_grad():
+        expected = modeling_swinv2.Swinv2Layer.forward(layer, hidden_states, (10, 10))[0]
+        assert torch.equal(layer(hidden_states, (10, 10))[0], expected)
+
+
+def _attention(num_heads: int = 1, dim: int = 4, window: int = 2) -> torch.nn.Module:
+    config = modeling_swinv2.Swinv2Config(embed_dim=dim, num_heads=[num_heads], depths=[1], window_size=window)
+    return modeling_swinv2.Swinv2SelfAttention(config, dim=dim, num_heads=num_heads, window_size=window).double()
+
+
+def test_swinv2_attention_adds_the_shift_mask_as_many_times_as_mano_repeats_it():
+    """The fused path repeats transformers' masking (modeling_mano.SHIFT_MASK_REPEATS times the mask); measure how
+    many times `Swinv2SelfAttention` adds a mask of -1 to one key's score."""
+    from transformers_mano.modeling_mano import SHIFT_MASK_REPEATS
+
+    attention = _attention().eval()
+    hidden_states = torch.randn(1, 4, 4, dtype=torch.float64)  # one window of 2x2 tokens
+    mask = torch.zeros(1, 4, 4, dtype=torch.float64)
+    mask[..., 0] = -1.0  # every query: key 0 down by one
+    with torch.no_grad():
+        plain = attention(hidden_states, None, output_attentions=True)[1]
+        masked = attention(hidden_states, mask, output_attentions=True)[1]
+    log_ratio = (plain[..., 0] / plain[..., 1]).log() - (masked[..., 0] / masked[..., 1]).log()
+    torch.testing.assert_close(log_ratio, torch.full_like(log_ratio, float(SHIFT_MASK_REPEATS)))
+
+
+def test_swinv2_attention_constants_that_the_fused_path_restates():
+    """The fused path restates three facts of `Swinv2SelfAttention`: the logit scale is exp(min(s, log 100)), the
+    position bias is 16 * sigmoid(CPB MLP), the key projection has no bias. Each is measured on the installed one."""
+    attention = _attention().eval()
+    assert attention.key.bias is None and attention.query.bias is not None
+    hidden_states = torch.randn(1, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        attention.continuous_position_bias_mlp[2].weight.zero_()  # bias 16 * sigmoid(0) = 8 everywhere
+        for log_scale, scale in ((math.log(50.0), 50.0), (math.log(400.0), 100.0)):
+            attention.logit_scale.fill_(log_scale)
+            probs = attention(hidden_states, None, output_attentions=True)[1]
+            query = F.normalize(attention.query(hidden_states), dim=-1)
+            key = F.normalize(attention.key(hidden_states), dim=-1)
+            expected = (scale * query @ key.transpose(-1, -2) + 8.0).softmax(-1)
+            torch.testing.assert_close(probs[:, 0], expected)
 
 
 def test_swinv2_stage_is_checkpointable():

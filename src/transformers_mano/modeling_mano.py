@@ -44,6 +44,13 @@ from .multipole import (
 )
 
 
+# How many times transformers' `Swinv2SelfAttention` adds the shifted-window mask (of -100) to the attention scores:
+# twice, so masked logits sit 200 below the rest. Cosine logits reach the logit scale (clamped at 100) plus a
+# position bias of up to 16, so a single -100 does not mask at trained scales; the fused path repeats the eager
+# path's -200 exactly. `modeling_tests/test_swinv2_hooks.py` checks this behaviour of the installed release.
+SHIFT_MASK_REPEATS = 2
+
+
 class ManoEmbeddings(Swinv2Embeddings):
     """SwinV2's patch embeddings, with clear errors for input SwinV2 turns into obscure shape errors later."""
 
@@ -293,7 +300,8 @@ class ManoLayer(Swinv2Layer):
                 per_level.append(position_bias.expand(num_windows, -1, -1, -1))
             else:
                 shift_mask = self.get_attn_mask(height_pad, width_pad, dtype=dtype, device=device)  # nW_l, M, M
-                per_level.append(position_bias + shift_mask[:, None])
+                # transformers' SwinV2 adds the -100 mask twice: -200 is what the eager path masks with
+                per_level.append(position_bias + SHIFT_MASK_REPEATS * shift_mask[:, None])
         tokens = position_bias.shape[-1]
         mask = torch.cat(per_level).view(1, -1, tokens, tokens)
         self._bias_cache = (key, position_bias, mask) if reuse else None
