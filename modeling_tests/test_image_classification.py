@@ -18,12 +18,12 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, Value
 from PIL import Image
-from transformers import AutoModelForImageClassification, TrainerCallback
+from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainerCallback
 
 from transformers_mano import ManoConfig, ManoForImageClassification
 from transformers_mano.training import (
     DATASET_PRESETS,
-    ImageClassificationTransform,
+    AugmentingTransform,
     ModelArguments,
     ProjectorWarmupCallback,
     apply_train_mode,
@@ -36,7 +36,7 @@ from transformers_mano.training import (
     trainable_parameter_names,
 )
 from transformers_mano.training.freezing import projector_parameter_names
-from transformers_mano.training.run import build_model_and_processor
+from transformers_mano.training.run import build_model_and_processor, prepare_datasets
 from transformers_mano.utils.run_folder import check_output_dir
 from transformers_mano.training.transforms import SAMPLE_INDEX_COLUMN
 
@@ -213,21 +213,16 @@ def test_images_that_are_not_8_bit_are_rejected_clearly():
         to_rgb(np.zeros((4, 4), dtype=np.uint16))
 
 
-def test_train_transform_is_seeded_per_example_and_epoch_and_eval_is_deterministic():
+def test_train_transform_is_seeded_per_example_and_epoch():
     rng = np.random.default_rng(0)
     batch = {"image": [Image.fromarray(class_image(i, rng, (30, 40))) for i in range(3)], "label": [0, 1, 2]}
     batch[SAMPLE_INDEX_COLUMN] = [0, 1, 2]
-    train = ImageClassificationTransform((16, 12), [0.5] * 3, [0.25] * 3, train=True, seed=3)
+    train = AugmentingTransform((16, 12), [0.5] * 3, [0.25] * 3, seed=3)
     first = train(dict(batch))["pixel_values"]
     assert [tuple(x.shape) for x in first] == [(3, 16, 12)] * 3
     assert torch.equal(train(dict(batch))["pixel_values"][1], first[1])
     train.set_epoch(1)
     assert not torch.equal(train(dict(batch))["pixel_values"][1], first[1])
-    evaluate_ = ImageClassificationTransform((16, 12), [0.5] * 3, [0.25] * 3, train=False)
-    out = evaluate_({"image": batch["image"], "label": batch["label"]})
-    assert tuple(out["pixel_values"][0].shape) == (3, 16, 12) and out["label"] == [0, 1, 2]
-    again = evaluate_({"image": batch["image"], "label": [0, 1, 2]})
-    assert torch.equal(again["pixel_values"][2], out["pixel_values"][2])
 
 
 # ------------------------------------------------------------------------------------------- training modes
@@ -364,6 +359,26 @@ def test_run_trains_evaluates_and_writes_results(image_folder, tmp_path):
     assert isinstance(reloaded, ManoForImageClassification) and reloaded.config.id2label[1] == "square"
     with pytest.raises(FileExistsError):
         run_image_classification(*parse_arguments(args))
+
+
+def test_evaluation_sees_the_pixels_of_the_saved_image_processor(image_folder, tmp_path):
+    """The metrics of a run are those of its published folder: on images that are not square, the evaluation
+    preprocessing of the script and the image processor saved with the model give the same pixels."""
+    out = tmp_path / "run"
+    model_args, data_args, training_args = parse_arguments(
+        tiny_args(out, "--num_train_epochs", "1", train_dir=image_folder / "train")
+    )
+    run_image_classification(model_args, data_args, training_args)
+    splits = load_image_classification_splits(train_dir=str(image_folder / "train"))
+    images = [Image.fromarray(class_image(i, np.random.default_rng(i), (24, 40))) for i in range(3)]
+    splits["validation"] = Dataset.from_dict({"image": images, "label": [0, 1, 0]},
+                                             features=splits["validation"].features)  # fmt: skip
+    _, processor = build_model_and_processor(model_args, ["circle", "square"])
+    prepared, _ = prepare_datasets(splits, processor, data_args, seed=0)
+    evaluated = torch.stack([example["pixel_values"] for example in prepared["validation"]])
+    published = AutoImageProcessor.from_pretrained(out)(images=images, return_tensors="pt")["pixel_values"]
+    assert evaluated.shape == published.shape == (3, 3, 16, 16)
+    assert torch.equal(evaluated, published)
 
 
 class StopAtStep(TrainerCallback):

@@ -5,7 +5,7 @@
         [--levels 3 2 1 1] [--projector_init avg_pool_zero_up] [--num_labels 100 --label_names ...] \
         [--overwrite] [--push_to_hub --hub_model_id org/mano-tiny]
 
-Everything happens in `transformers_mano.convert.convert_swinv2_checkpoint`; this script parses arguments and prints
+Everything happens in `transformers_mano.conversion.convert_swinv2_checkpoint`; this script parses arguments and prints
 the conversion report. Publishing happens only with --push_to_hub.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transformers_mano.convert import ConversionError, convert_swinv2_checkpoint
+from transformers_mano.conversion import ConversionError, convert_swinv2_checkpoint
+from transformers_mano.conversion.swinv2_to_mano import MANO_COUNTERPARTS
 from transformers_mano.multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES
 
 
@@ -40,11 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label_names", nargs="+", help="names of the new head's classes, in index order")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of --swinv2_checkpoint")
+    parser.add_argument("--cache_dir", help="download cache for Hub checkpoints (default: the Hub cache)")
+    parser.add_argument("--source_architecture", choices=sorted(MANO_COUNTERPARTS),
+                        help="the SwinV2 class of the checkpoint, where its config.json names none")
     parser.add_argument("--num_check_inputs", type=int, default=2, help="random inputs of the check (0 skips it)")
-    parser.add_argument("--tolerance", type=float, default=1e-5, help="largest accepted |output difference|")
+    parser.add_argument("--tolerance", type=float, default=1e-5,
+                        help="largest accepted |output difference| in float64 (default 1e-5)")
     parser.add_argument("--base_model", help="Hub id for the card's base_model (default: the Hub checkpoint)")
     parser.add_argument("--license", default="apache-2.0", help="license in the model card")
-    parser.add_argument("--card_template", help="model card template (default: model_cards/mano_converted.md)")
+    parser.add_argument("--card_template", help="a model card template of your own (default: the package's)")
     parser.add_argument("--push_to_hub", action="store_true", help="upload the folder to --hub_model_id")
     parser.add_argument("--hub_model_id", help="Hub repository to upload to, e.g. your-org/mano-tiny")
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             label_names=args.label_names,
             overwrite=args.overwrite,
             revision=args.revision,
+            cache_dir=args.cache_dir,
+            source_architecture_name=args.source_architecture,
             num_check_inputs=args.num_check_inputs,
             tolerance=args.tolerance,
             base_model=args.base_model,

@@ -13,10 +13,10 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForMaskedImageModeling,
 )
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from .configuration_mano import ManoConfig
 from .configuration_mano_operator import ManoOperatorConfig
+from .image_processing_mano import ViTImageProcessorPil
 from .modeling_mano import (
     AUTO_CLASSES,
     ManoBackbone,

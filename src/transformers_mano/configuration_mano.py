@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 from huggingface_hub.dataclasses import strict
 from transformers import Swinv2Config
@@ -15,6 +16,18 @@ from .multipole import (
     coarse_grid_size,
     plan_num_levels,
 )
+
+
+def image_size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """(height, width) of an `image_size` or `patch_size` given as one int or a pair, as SwinV2 configs allow."""
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+# The fields ManoConfig adds to Swinv2Config.
+MANO_FIELDS: tuple[str, ...] = ("num_levels", "sampling_rate", "projector_type", "level_weighting", "projector_init")
 
 
 @strict
@@ -70,11 +83,10 @@ class ManoConfig(Swinv2Config):
         source_type = kwargs.pop("model_type", self.model_type)
         if source_type not in (self.model_type, "swinv2"):
             raise ValueError(f"ManoConfig is built from MANO or SwinV2 settings, got model_type {source_type!r}")
-        mano_fields = ("num_levels", "sampling_rate", "projector_type", "level_weighting", "projector_init")
         for key in kwargs:
             if hasattr(type(self), key):  # a property of PreTrainedConfig, such as num_labels
                 continue
-            close = difflib.get_close_matches(key, mano_fields, n=1, cutoff=0.8)
+            close = difflib.get_close_matches(key, MANO_FIELDS, n=1, cutoff=0.8)
             if close:
                 raise ValueError(f"ManoConfig got an unknown argument {key!r}; did you mean {close[0]!r}?")
         if isinstance(self.num_levels, tuple):
@@ -111,8 +123,7 @@ class ManoConfig(Swinv2Config):
 
     def stage_grid_sizes(self) -> list[tuple[int, int]]:
         """Token grid (height, width) of each stage at `image_size`, as SwinV2 plans its stages."""
-        image = self.image_size if isinstance(self.image_size, (list, tuple)) else (self.image_size,) * 2
-        patch = self.patch_size if isinstance(self.patch_size, (list, tuple)) else (self.patch_size,) * 2
+        image, patch = image_size_pair(self.image_size), image_size_pair(self.patch_size)
         height, width = image[0] // patch[0], image[1] // patch[1]
         return [(height // 2**stage, width // 2**stage) for stage in range(len(self.depths))]
 
@@ -139,4 +150,4 @@ class ManoConfig(Swinv2Config):
 # Saving a config marked this way copies this file and its siblings beside config.json (remote code).
 ManoConfig.register_for_auto_class()
 
-__all__ = ["ManoConfig"]
+__all__ = ["MANO_FIELDS", "ManoConfig", "image_size_pair"]

@@ -432,6 +432,16 @@ class ManoPreTrainedModel(Swinv2PreTrainedModel):
     # Trainer scales a loss by the world size for models taking **kwargs, unless told they do not use them.
     accepts_loss_kwargs = False
 
+    def projector_parameter_names(self) -> list[str]:
+        """Names of the learned multipole projector weights (`...blocks.N.down.weight`, `...up.weight`): the only
+        parameters a SwinV2 checkpoint does not have. Empty with `projector_type="pool"` or a one-level plan."""
+        return [
+            f"{module_name}.{parameter_name}"
+            for module_name, module in self.named_modules()
+            if isinstance(module, (MultipoleDownsample, MultipoleUpsample))
+            for parameter_name, _ in module.named_parameters()
+        ]
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, recording every MANO Auto class in `config.auto_map`.
 

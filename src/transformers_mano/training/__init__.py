@@ -10,7 +10,7 @@ from .data import DATASET_PRESETS, DatasetPreset, load_digits_dataset, load_imag
 from .evaluation import TOP_K_ACCURACY_PATH, build_compute_metrics, load_top_k_accuracy
 from .freezing import TRAIN_MODES, ProjectorWarmupCallback, apply_train_mode, trainable_parameter_names
 from .run import main, parse_arguments, run_image_classification
-from .transforms import ImageClassificationTransform, to_rgb
+from .transforms import AugmentingTransform, ProcessorTransform, to_rgb
 
 __all__ = [
     "DATASET_PRESETS",
@@ -19,8 +19,9 @@ __all__ = [
     "DataTrainingArguments",
     "DatasetPreset",
     "ImageClassificationTrainingArguments",
-    "ImageClassificationTransform",
+    "AugmentingTransform",
     "ModelArguments",
+    "ProcessorTransform",
     "ProjectorWarmupCallback",
     "apply_train_mode",
     "build_compute_metrics",

@@ -32,17 +32,16 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from ..configuration_mano import ManoConfig
+from ..image_processing_mano import ViTImageProcessorPil, imagenet_image_processor
 from ..modeling_mano import ManoForImageClassification
 from ..utils.run_folder import check_output_dir, resolve_checkpoint
 from .arguments import DataTrainingArguments, ImageClassificationTrainingArguments, ModelArguments
 from .data import EMBEDDED_DATASET, label_names, load_image_classification_splits
 from .evaluation import build_compute_metrics
 from .freezing import ProjectorWarmupCallback, apply_train_mode
-from .transforms import ImageClassificationTransform, add_sample_index, collate_image_classification
+from .transforms import AugmentingTransform, ProcessorTransform, add_sample_index, collate_image_classification
 
 logger = logging.getLogger("transformers_mano.training")
 
@@ -182,10 +181,7 @@ def build_model_and_processor(
             fields["image_size"] = model_args.image_size
         config = config_class(**fields, num_labels=len(labels), id2label=id2label, label2id=label2id)
         model = model_class(config)
-        size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
-        image_processor = ViTImageProcessorPil(
-            size={"height": size, "width": size}, image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD
-        )
+        image_processor = imagenet_image_processor(config.image_size)
     else:
         path = model_args.model_name_or_path
         source_config = AutoConfig.from_pretrained(path, **hub_kwargs)
@@ -204,11 +200,9 @@ def build_model_and_processor(
         try:
             image_processor = AutoImageProcessor.from_pretrained(path, **hub_kwargs)
         except (OSError, ValueError):
-            size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
-            logger.warning(f"{path!r} has no image processor; using a {size}px resize with ImageNet statistics")
-            image_processor = ViTImageProcessorPil(
-                size={"height": size, "width": size}, image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD
-            )
+            image_processor = imagenet_image_processor(config.image_size)
+            logger.warning(f"{path!r} has no image processor; using a resize to {dict(image_processor.size)} with "
+                           "ImageNet statistics")  # fmt: skip
         if model_args.image_size is not None:
             image_processor.size = {"height": model_args.image_size, "width": model_args.image_size}
     # Swinv2ForImageClassification.forward takes **kwargs, so Trainer would pass num_items_in_batch and scale the
@@ -222,15 +216,15 @@ def prepare_datasets(
     image_processor: ViTImageProcessorPil,
     data_args: DataTrainingArguments,
     seed: int,
-) -> tuple[DatasetDict, ImageClassificationTransform]:
-    """Truncate per `max_*_samples` and attach the train/eval transforms; returns the training transform too."""
-    size = processor_size(image_processor)
-    mean, std = image_processor.image_mean, image_processor.image_std
-    train_transform = ImageClassificationTransform(
-        size, mean, std, train=True, seed=seed, scale=(data_args.crop_scale_min, 1.0),
+) -> tuple[DatasetDict, AugmentingTransform]:
+    """Truncate per `max_*_samples` and attach the transforms: augmentation for `train`, the image processor itself
+    for every other split (so evaluation sees what the saved processor gives). Returns the training transform too."""
+    train_transform = AugmentingTransform(
+        processor_size(image_processor), image_processor.image_mean, image_processor.image_std,
+        resample=image_processor.resample, seed=seed, scale=(data_args.crop_scale_min, 1.0),
         hflip_probability=data_args.hflip_probability,
     )  # fmt: skip
-    eval_transform = ImageClassificationTransform(size, mean, std, train=False)
+    eval_transform = ProcessorTransform(image_processor)
     out = DatasetDict()
     for split, dataset in splits.items():
         limit = data_args.max_train_samples if split == "train" else data_args.max_eval_samples
@@ -246,7 +240,7 @@ def prepare_datasets(
 class AugmentationEpochCallback(TrainerCallback):
     """Tell the training transform which epoch runs, so each epoch draws new (but reproducible) augmentations."""
 
-    def __init__(self, transform: ImageClassificationTransform) -> None:
+    def __init__(self, transform: AugmentingTransform) -> None:
         self.transform = transform
 
     def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):

@@ -1,8 +1,10 @@
 """Image transforms for classification, written with PIL, numpy and torch (the project must not need torchvision).
 
-Training: random resized crop, horizontal flip, normalise. Evaluation: resize the shorter side, centre crop,
-normalise. Random draws come from a generator seeded by (seed, epoch, sample index), so an example is augmented the
-same way whatever the process count, the dataloader workers, or whether the run was resumed from a checkpoint.
+Training: random resized crop, horizontal flip, normalise, with the size, statistics and interpolation of the
+model's image processor. Random draws come from a generator seeded by (seed, epoch, sample index), so an example is
+augmented the same way whatever the process count, the dataloader workers, or whether the run was resumed.
+Evaluation: the model's image processor itself, the one saved beside the model, so that the reported metrics are
+those of the published folder (`pipeline("image-classification", model=...)` preprocesses the same way).
 """
 
 from __future__ import annotations
@@ -89,30 +91,20 @@ def random_resized_crop_box(
     return left, top, left + crop_w, top + crop_h
 
 
-def resize_center_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize so the image covers `size` (height, width) with its aspect kept, then crop the centre."""
-    target_h, target_w = size
-    scale = max(target_h / image.height, target_w / image.width)
-    new_w, new_h = max(target_w, round(image.width * scale)), max(target_h, round(image.height * scale))
-    image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left, top = (new_w - target_w) // 2, (new_h - target_h) // 2
-    return image.crop((left, top, left + target_w, top + target_h))
-
-
 def normalize(image: Image.Image, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """(H, W) RGB PIL image -> (3, H, W) float tensor, scaled to [0, 1] then standardised per channel."""
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)  # H, W, 3
     return (pixels.permute(2, 0, 1) - mean[:, None, None]) / std[:, None, None]
 
 
-class ImageClassificationTransform:
-    """Batch transform for `datasets.Dataset.with_transform`: images to `pixel_values`, labels passed through.
+class AugmentingTransform:
+    """Training batch transform for `datasets.Dataset.with_transform`: augmented images to `pixel_values`.
 
     Args:
         size: (height, width) the model expects.
-        mean, std: per-channel normalisation (from the image processor).
-        train: random resized crop and horizontal flip when True; resize and centre crop when False.
-        seed: base seed of the per-example random draws (training only).
+        mean, std: per-channel normalisation (the image processor's).
+        resample: PIL interpolation of the resize (the image processor's).
+        seed: base seed of the per-example random draws.
         scale, ratio: random resized crop ranges (fraction of the area, aspect ratio).
         hflip_probability: probability of a horizontal flip.
     """
@@ -122,7 +114,7 @@ class ImageClassificationTransform:
         size: tuple[int, int],
         mean: list[float] | tuple[float, ...],
         std: list[float] | tuple[float, ...],
-        train: bool,
+        resample: int = Image.Resampling.BICUBIC,
         seed: int = 0,
         scale: tuple[float, float] = (0.08, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
@@ -131,7 +123,7 @@ class ImageClassificationTransform:
         self.size = size
         self.mean = torch.tensor(mean, dtype=torch.float32)
         self.std = torch.tensor(std, dtype=torch.float32)
-        self.train = train
+        self.resample = Image.Resampling(int(resample))
         self.seed = seed
         self.scale = scale
         self.ratio = ratio
@@ -146,24 +138,32 @@ class ImageClassificationTransform:
         """Random resized crop then horizontal flip of one RGB image, seeded by (seed, epoch, index)."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         box = random_resized_crop_box(image.width, image.height, rng, self.scale, self.ratio)
-        image = image.resize((self.size[1], self.size[0]), Image.Resampling.BICUBIC, box=box)
+        image = image.resize((self.size[1], self.size[0]), self.resample, box=box)
         if rng.uniform() < self.hflip_probability:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return image
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        images = [to_rgb(image) for image in batch[IMAGE_COLUMN]]
-        if self.train:
-            indices = batch.get(SAMPLE_INDEX_COLUMN)
-            if indices is None:
-                raise ValueError(f"Training transforms need the {SAMPLE_INDEX_COLUMN!r} column (see add_sample_index)")
-            images = [self.augment(image, index) for image, index in zip(images, indices)]
-        else:
-            images = [resize_center_crop(image, self.size) for image in images]
+        indices = batch.get(SAMPLE_INDEX_COLUMN)
+        if indices is None:
+            raise ValueError(f"Training transforms need the {SAMPLE_INDEX_COLUMN!r} column (see add_sample_index)")
+        images = [self.augment(to_rgb(image), index) for image, index in zip(batch[IMAGE_COLUMN], indices)]
         return {
             "pixel_values": [normalize(image, self.mean, self.std) for image in images],
             LABEL_COLUMN: batch[LABEL_COLUMN],
         }
+
+
+class ProcessorTransform:
+    """Evaluation batch transform: the image processor's own preprocessing of RGB images, labels passed through."""
+
+    def __init__(self, image_processor) -> None:
+        self.image_processor = image_processor
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        images = [to_rgb(image) for image in batch[IMAGE_COLUMN]]
+        pixel_values = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": list(pixel_values), LABEL_COLUMN: batch[LABEL_COLUMN]}
 
 
 def add_sample_index(dataset: Any) -> Any:
@@ -180,12 +180,12 @@ def collate_image_classification(examples: list[dict[str, Any]]) -> dict[str, to
 
 
 __all__ = [
-    "ImageClassificationTransform",
     "SAMPLE_INDEX_COLUMN",
+    "AugmentingTransform",
+    "ProcessorTransform",
     "add_sample_index",
     "collate_image_classification",
     "normalize",
     "random_resized_crop_box",
-    "resize_center_crop",
     "to_rgb",
 ]

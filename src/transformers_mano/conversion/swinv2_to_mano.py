@@ -1,0 +1,734 @@
+"""Convert SwinV2 checkpoints (Hub ids or local folders) into MANO checkpoints, and optionally publish them.
+
+A MANO model of the SwinV2 family holds every SwinV2 weight under the same name and adds one `down`/`up` projector
+pair per layer planned with more than one level. Reading the checkpoint is transformers' own job: the MANO class's
+`from_pretrained` downloads it (Hub id and revision) or reads the folder, takes `.bin`, safetensors or sharded
+weights and renames between the heads' `swinv2.` prefix and the bare model. The converter keeps its own job:
+
+1. the MANO configuration: the SwinV2 one plus the level plan and the projector initialisation;
+2. loading, and a check that the projectors (and a classifier being replaced) are all the checkpoint lacks;
+3. the exactness check against the SwinV2 computation with the same weights, in float64 (with the default
+   initialisation, `down` = 2x2 average and `up` = 0, the two are the same function);
+4. the report and the model card;
+5. an atomic write of the complete Hub repository (weights, config with `auto_map`, remote-code files, the
+   source's image processor, the card), and the upload only when asked for.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import re
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+import torch
+from huggingface_hub import HfApi, ModelCard, ModelCardData
+from safetensors import SafetensorError
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    Swinv2Backbone,
+    Swinv2Config,
+    Swinv2ForImageClassification,
+    Swinv2ForMaskedImageModeling,
+    Swinv2Model,
+)
+from transformers.utils import logging as transformers_logging
+
+from ..configuration_mano import MANO_FIELDS, ManoConfig
+from ..image_processing_mano import imagenet_image_processor
+from ..modeling_mano import (
+    ManoBackbone,
+    ManoForImageClassification,
+    ManoForMaskedImageModeling,
+    ManoModel,
+    ManoPreTrainedModel,
+)
+from ..multipole import PROJECTOR_INITS, coarse_grid_size
+from ..utils import OutputExistsError, atomic_directory
+
+# SwinV2 class (as `config.architectures` names it) -> its MANO counterpart, and the SwinV2 class itself.
+MANO_COUNTERPARTS: dict[str, type[ManoPreTrainedModel]] = {
+    "Swinv2Model": ManoModel,
+    "Swinv2ForImageClassification": ManoForImageClassification,
+    "Swinv2ForMaskedImageModeling": ManoForMaskedImageModeling,
+    "Swinv2Backbone": ManoBackbone,
+}
+SWINV2_CLASSES: dict[str, type[nn.Module]] = {
+    "Swinv2Model": Swinv2Model,
+    "Swinv2ForImageClassification": Swinv2ForImageClassification,
+    "Swinv2ForMaskedImageModeling": Swinv2ForMaskedImageModeling,
+    "Swinv2Backbone": Swinv2Backbone,
+}
+_AUTO_CLASS_NAMES = {
+    "ManoModel": "AutoModel",
+    "ManoForImageClassification": "AutoModelForImageClassification",
+    "ManoForMaskedImageModeling": "AutoModelForMaskedImageModeling",
+    "ManoBackbone": "AutoBackbone",
+}
+# Checkpoint entries a target may leave unread, with the reason: tables older SwinV2 checkpoints saved that models
+# now recompute, and the parts of other heads.
+_LEFT_UNREAD = (
+    (re.compile(r"\.relative_(coords_table|position_index)$"), "derived table, recomputed by the model"),
+    (re.compile(r"^classifier\."), "classifier of the source, the target has no classification head"),
+    (re.compile(r"^decoder\."), "SimMIM decoder, the target has no masked-image-modeling head"),
+    (re.compile(r"embeddings\.mask_token$"), "SimMIM mask token, unused by the target"),
+    (re.compile(r"^hidden_states_norms\."), "backbone feature norms, the target has none"),
+)
+# Config entries that describe the saved file rather than the model; never carried from SwinV2 to MANO.
+_FILE_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path", "auto_map")
+# A Hub repository id: "name" or "owner/name".
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+CARD_TEMPLATE = "model_card_template.md"
+
+
+class ConversionError(ValueError):
+    """A SwinV2 checkpoint that cannot be converted, or a conversion that failed its checks."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def build_mano_config(
+    swinv2_config: Swinv2Config,
+    num_levels: str | Sequence[int] = "auto",
+    projector_init: str = "avg_pool_zero_up",
+    projector_type: str = "conv",
+    level_weighting: str = "vcycle",
+    num_labels: int | None = None,
+    label_names: Sequence[str] | None = None,
+) -> ManoConfig:
+    """The MANO configuration of a SwinV2 one: every SwinV2 field kept, the multipole fields added.
+
+    `num_labels` / `label_names` describe a new classification head; `label_names` alone implies its size.
+    ManoConfig validates the multipole fields (an impossible level plan names the stage and its grid).
+    """
+    values = {k: v for k, v in swinv2_config.to_dict().items() if k not in _FILE_CONFIG_KEYS}
+    if label_names is not None:
+        label_names = list(label_names)
+        if num_labels is not None and num_labels != len(label_names):
+            raise ConversionError(f"num_labels = {num_labels} but {len(label_names)} label names were given")
+        if len(set(label_names)) != len(label_names):
+            raise ConversionError(f"label names must be distinct, got {label_names}")
+        values["id2label"] = dict(enumerate(label_names))
+        values["label2id"] = {label: i for i, label in enumerate(label_names)}
+    elif num_labels is not None:
+        if num_labels < 1:
+            raise ConversionError(f"num_labels must be >= 1, got {num_labels}")
+        if num_labels != swinv2_config.num_labels:
+            values["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
+            values["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
+    values.update(
+        num_levels=num_levels if isinstance(num_levels, str) else list(num_levels),
+        projector_init=projector_init,
+        projector_type=projector_type,
+        level_weighting=level_weighting,
+    )
+    try:
+        return ManoConfig(**values)
+    except (ValueError, TypeError) as error:  # ManoConfig's validation, one line that names the field
+        raise ConversionError(f"invalid MANO configuration: {error}") from error
+
+
+def swinv2_twin_config(config: ManoConfig) -> Swinv2Config:
+    """The SwinV2 configuration of a MANO one: the model a MANO model computes when its far field is zero."""
+    values = config.to_dict()
+    for key in (*_FILE_CONFIG_KEYS, *MANO_FIELDS):
+        values.pop(key, None)
+    return Swinv2Config(**values)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading the source through transformers
+
+
+def _is_local(checkpoint: str) -> bool:
+    """Whether `checkpoint` names a local path: it exists, or it cannot be a Hub id ("name" or "owner/name")."""
+    return Path(checkpoint).exists() or not _REPO_ID.match(checkpoint)
+
+
+@contextmanager
+def _quiet_transformers():
+    """transformers' loading report and warnings off while the converter reports for itself."""
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(level)
+
+
+def read_source_config(checkpoint: str, **hub_kwargs) -> Swinv2Config:
+    """The SwinV2 configuration of `checkpoint` (folder or Hub id); anything else is refused with its reason."""
+    if _is_local(checkpoint) and not Path(checkpoint).is_dir():
+        raise ConversionError(f"{checkpoint} is neither a local checkpoint folder nor a Hugging Face Hub id")
+    if Path(checkpoint).is_dir() and not (Path(checkpoint) / "config.json").is_file():
+        raise ConversionError(f"{checkpoint} has no config.json: it is not a transformers checkpoint")
+    try:
+        with _quiet_transformers():
+            config_dict, _ = Swinv2Config.get_config_dict(checkpoint, **hub_kwargs)
+    except (OSError, ValueError) as error:  # not found, offline, bad JSON: transformers says which
+        where = "the local folder" if Path(checkpoint).is_dir() else "the Hugging Face Hub"
+        raise ConversionError(f"reading the configuration of {checkpoint} from {where} failed: {error}") from error
+    model_type = config_dict.get("model_type")
+    if model_type == ManoConfig.model_type:
+        raise ConversionError(f"{checkpoint} is already a MANO checkpoint (model_type 'mano'); load it directly")
+    if model_type != "swinv2":
+        raise ConversionError(
+            f"{checkpoint} has model_type {model_type!r}; only SwinV2 checkpoints (model_type 'swinv2') can be "
+            "converted" + (" (Swin v1 has no continuous position bias to reuse)" if model_type == "swin" else "")
+        )
+    return Swinv2Config.from_dict(config_dict)
+
+
+def source_architecture(config: Swinv2Config, override: str | None = None) -> str:
+    """The SwinV2 class of the checkpoint: `override`, else the one its config records."""
+    architecture = override or next((a for a in config.architectures or [] if a in MANO_COUNTERPARTS), None)
+    if architecture not in MANO_COUNTERPARTS:
+        raise ConversionError(
+            f"the checkpoint's config.json names no SwinV2 architecture ({config.architectures}); pass "
+            f"source_architecture (--source_architecture), one of {sorted(MANO_COUNTERPARTS)}"
+        )
+    return architecture
+
+
+def target_architecture(source: str, new_head: bool) -> str:
+    """The SwinV2 class whose MANO counterpart a conversion builds: the source's, or a classifier for a new head."""
+    if not new_head or source == "Swinv2ForImageClassification":
+        return source
+    if source == "Swinv2Backbone":
+        raise ConversionError(
+            "a Swinv2Backbone checkpoint has no final layernorm, so no classification head can be put on it; "
+            "convert it without num_labels / label_names"
+        )
+    return "Swinv2ForImageClassification"
+
+
+def load_into_mano(
+    checkpoint: str, mano_class: type[ManoPreTrainedModel], config: ManoConfig, new_head: bool, **hub_kwargs
+) -> tuple[ManoPreTrainedModel, dict[str, str]]:
+    """The MANO model holding the checkpoint's weights, and the checkpoint entries left unread with the reason.
+
+    Refuses a checkpoint that lacks anything besides the projectors (and a classifier being replaced), holds
+    entries no target part explains, or holds tensors whose shapes its own config.json does not give.
+    """
+    try:
+        with _quiet_transformers():
+            model, info = mano_class.from_pretrained(
+                checkpoint, config=config, output_loading_info=True, ignore_mismatched_sizes=True,
+                dtype=torch.float32, **hub_kwargs,
+            )  # fmt: skip
+    except SafetensorError as error:
+        raise ConversionError(f"the safetensors weights of {checkpoint} are not readable: {error}") from error
+    except pickle.UnpicklingError as error:
+        raise ConversionError(
+            f"the pytorch_model.bin of {checkpoint} is not a readable PyTorch (weights only) file: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    except OSError as error:  # no weights, offline, missing shard
+        raise ConversionError(f"{checkpoint} has no readable weights: {error}") from error
+    head = {"classifier.weight", "classifier.bias"} if isinstance(model, ManoForImageClassification) else set()
+    mismatched = {key for key, *_ in info["mismatched_keys"]}
+    if new_head and head and not head & (mismatched | set(info["missing_keys"])):
+        # new labels, as many as the source's: transformers loaded the old head, which must not stay
+        model.classifier = nn.Linear(model.classifier.in_features, config.num_labels)
+        model._init_weights(model.classifier)
+    replaced = head & mismatched if new_head else set()
+    wrong_shapes = sorted(mismatched - replaced)
+    if wrong_shapes:
+        key, shape_checkpoint, shape_model = next(entry for entry in info["mismatched_keys"] if entry[0] == wrong_shapes[0])
+        raise ConversionError(
+            f"{len(wrong_shapes)} weight(s) of {checkpoint} do not match the shapes its config.json implies, e.g. "
+            f"{key}: {tuple(shape_checkpoint)} in the checkpoint vs {tuple(shape_model)}"
+        )
+    allowed_missing = set(model.projector_parameter_names()) | (head if new_head else set())
+    missing = sorted(set(info["missing_keys"]) - allowed_missing)
+    unread = {}
+    unexplained = []
+    for key in sorted(info["unexpected_keys"]):
+        reason = next((why for pattern, why in _LEFT_UNREAD if pattern.search(key)), None)
+        if reason is None:
+            unexplained.append(key)
+        else:
+            unread[key] = reason
+    if missing or unexplained:
+        raise ConversionError(
+            f"the weights of {checkpoint} do not fit {mano_class.__name__}: missing (besides the projectors) "
+            f"{missing[:6]}, unexpected {unexplained[:6]}"
+            + (" (and more)" if len(missing) > 6 or len(unexplained) > 6 else "")
+        )
+    for key in replaced:
+        unread[key] = "classifier of the source, replaced by a new head"
+    return model.eval(), unread
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Exactness check
+
+
+def swinv2_twin(model: ManoPreTrainedModel, architecture: str) -> nn.Module:
+    """The SwinV2 model holding `model`'s weights without the projectors: the source, with any new head."""
+    projectors = set(model.projector_parameter_names())
+    reference = SWINV2_CLASSES[architecture](swinv2_twin_config(model.config))
+    reference.load_state_dict({k: v for k, v in model.state_dict().items() if k not in projectors}, strict=True)
+    return reference.eval()
+
+
+def _outputs_to_compare(architecture: str) -> tuple[str, ...]:
+    return {
+        "Swinv2ForImageClassification": ("logits",),
+        "Swinv2Model": ("last_hidden_state", "pooler_output"),
+        "Swinv2ForMaskedImageModeling": ("reconstruction",),
+        "Swinv2Backbone": ("feature_maps",),
+    }[architecture]
+
+
+@torch.no_grad()
+def max_output_difference(
+    model: nn.Module, reference: nn.Module, architecture: str, num_inputs: int, dtype: torch.dtype, seed: int = 0
+) -> float:
+    """Largest |difference| between two models' outputs on `num_inputs` random images, both run in `dtype`."""
+    config = model.config
+    size = config.image_size if isinstance(config.image_size, (list, tuple)) else (config.image_size,) * 2
+    generator = torch.Generator().manual_seed(seed)
+    pixel_values = torch.randn(num_inputs, config.num_channels, *size, generator=generator, dtype=torch.float64)
+    model, reference = copy.deepcopy(model).to(dtype).eval(), copy.deepcopy(reference).to(dtype).eval()
+    ours, theirs = model(pixel_values.to(dtype)), reference(pixel_values.to(dtype))
+    difference = 0.0
+    for name in _outputs_to_compare(architecture):
+        for a, b in zip(torch.utils._pytree.tree_leaves(ours[name]), torch.utils._pytree.tree_leaves(theirs[name])):
+            difference = max(difference, (a.double() - b.double()).abs().max().item())
+    return difference
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass
+class StagePlan:
+    """Levels of one stage at `config.image_size`: the grid each level attends on, and its projector count."""
+
+    stage: int
+    grid: tuple[int, int]
+    num_levels: int
+    level_grids: list[tuple[int, int]]
+    num_layers: int
+    projector_parameters: int
+
+    def describe(self) -> str:
+        grids = " -> ".join(f"{h}x{w}" for h, w in self.level_grids)
+        projectors = f", +{self.projector_parameters:,} projector parameters" if self.projector_parameters else ""
+        return f"stage {self.stage}: {self.num_levels} level(s) ({grids}) in {self.num_layers} layer(s){projectors}"
+
+
+def level_plan(config: ManoConfig) -> list[StagePlan]:
+    """The per-stage level plan of `config` at its `image_size`."""
+    plans = []
+    r = config.sampling_rate
+    for stage, (levels, (height, width), depth) in enumerate(
+        zip(config.resolved_num_levels(), config.stage_grid_sizes(), config.depths), start=1
+    ):
+        channels = int(config.embed_dim * 2 ** (stage - 1))
+        owns_projectors = levels > 1 and config.projector_type == "conv"
+        plans.append(
+            StagePlan(
+                stage=stage,
+                grid=(height, width),
+                num_levels=levels,
+                level_grids=[coarse_grid_size(height, width, r, step) for step in range(levels)],
+                num_layers=depth,
+                projector_parameters=2 * depth * channels * channels * r * r if owns_projectors else 0,
+            )
+        )
+    return plans
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did; `format()` gives the text the conversion script prints.
+
+    `max_abs_diff` is the largest |difference| between the outputs (`compared_output`) of the converted model and
+    its SwinV2 twin (the source weights, and the same new classifier where one was added) on `num_check_inputs`
+    random inputs, both run in float64, where the two compute the same function up to float64 rounding (~1e-12).
+    `max_abs_diff_float32` is the same difference in float32, as the models usually run: at trained logit scales
+    float32 rounding alone moves SwinV2's own outputs by about 1e-4, so it says nothing about exactness. Both are
+    None when the check was skipped.
+    """
+
+    source: str
+    output_dir: Path
+    source_architecture: str
+    target_architecture: str
+    source_parameters: int
+    source_body_parameters: int
+    target_parameters: int
+    projector_parameters: int
+    level_plan: list[StagePlan]
+    projector_init: str
+    projector_type: str
+    level_weighting: str
+    compared_output: str
+    num_check_inputs: int
+    max_abs_diff: float | None
+    max_abs_diff_float32: float | None
+    exact_expected: bool
+    head: str
+    dropped: dict[str, str]
+    files: list[str]
+    notes: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    pushed_to: str | None = None
+
+    @property
+    def delta(self) -> int:
+        """Target minus source parameter count."""
+        return self.target_parameters - self.source_parameters
+
+    def format(self) -> str:
+        """The report as printed by `scripts/convert_swinv2_to_mano.py`."""
+        relative = 100.0 * self.delta / self.source_parameters
+        relative_body = 100.0 * self.projector_parameters / self.source_body_parameters
+        if self.max_abs_diff is None:
+            check = "not run (num_check_inputs = 0)"
+        else:
+            expectation = "the same function expected" if self.exact_expected else "differs by design"
+            check = (f"{self.max_abs_diff:.3e} in float64 over {self.num_check_inputs} random input(s) "
+                     f"({expectation}); float32: {self.max_abs_diff_float32:.3e}")  # fmt: skip
+        lines = [
+            f"source:            {self.source} ({self.source_architecture})",
+            f"target:            {self.output_dir} ({self.target_architecture})",
+            f"parameters:        {self.source_parameters:,} -> {self.target_parameters:,} "
+            f"(delta {self.delta:+,}, {relative:+.2f} %)",
+            f"projectors:        +{self.projector_parameters:,} ({relative_body:+.2f} % of the "
+            f"{self.source_body_parameters:,} parameters of the source without its head)",
+            f"                   type {self.projector_type}, init {self.projector_init}, "
+            f"level weighting {self.level_weighting}",
+            "level plan:",
+            *(f"  {plan.describe()}" for plan in self.level_plan),
+            f"head:              {self.head}",
+            f"max |{self.compared_output} diff|: {check}",
+        ]
+        if self.dropped:
+            reasons: dict[str, int] = {}
+            for reason in self.dropped.values():
+                reasons[reason] = reasons.get(reason, 0) + 1
+            lines.append("not carried over:  " + "; ".join(f"{n} x {reason}" for reason, n in reasons.items()))
+        lines += [f"note:              {note}" for note in self.notes]
+        lines.append("files:             " + ", ".join(self.files))
+        if self.pushed_to:
+            lines.append(f"pushed to:         {self.pushed_to}")
+        return "\n".join(lines)
+
+
+def _describe(
+    checkpoint: str, source_config: Swinv2Config, source: str, model: ManoPreTrainedModel, target: str,
+    new_head: bool, dropped: dict[str, str], output_dir: Path,
+) -> ConversionReport:  # fmt: skip
+    """The report of a conversion before its numeric check and its files."""
+    config = model.config
+    with torch.device("meta"):
+        source_model = SWINV2_CLASSES[source](source_config)
+    body = [p for name, p in source_model.named_parameters() if not name.startswith(("classifier.", "decoder."))]
+    parameters = model.state_dict()
+    model_has_head = target == "Swinv2ForImageClassification"
+    if model_has_head and new_head:
+        head = (
+            f"classifier re-initialised: Linear({model.classifier.in_features} -> {config.num_labels}) "
+            f"(normal std {config.initializer_range}, zero bias); every other weight comes from the source"
+        )
+    elif model_has_head:
+        head = f"classifier kept from the source ({config.num_labels} labels)"
+    else:
+        head = "no classification head"
+    notes = []
+    source_dtype = getattr(source_config, "dtype", None)
+    if source_dtype not in (None, torch.float32, "float32"):
+        notes.append(f"source weights in {source_dtype}; saved in float32")
+    # A zero `up` hides the far field; a model without learned projectors only equals SwinV2 at one level.
+    far_field_hidden = config.projector_type == "conv" and config.projector_init == "avg_pool_zero_up"
+    return ConversionReport(
+        source=checkpoint,
+        output_dir=output_dir,
+        source_architecture=source,
+        target_architecture=type(model).__name__,
+        source_parameters=source_model.num_parameters(),
+        source_body_parameters=sum(p.numel() for p in body),
+        target_parameters=model.num_parameters(),
+        projector_parameters=sum(parameters[key].numel() for key in model.projector_parameter_names()),
+        level_plan=level_plan(config),
+        projector_init=config.projector_init,
+        projector_type=config.projector_type,
+        level_weighting=config.level_weighting,
+        compared_output=" + ".join(_outputs_to_compare(target)),
+        num_check_inputs=0,
+        max_abs_diff=None,
+        max_abs_diff_float32=None,
+        exact_expected=far_field_hidden or max(config.resolved_num_levels()) == 1,
+        head=head,
+        dropped=dropped,
+        files=[],
+        notes=notes,
+        labels=[config.id2label[i] for i in range(config.num_labels)] if model_has_head else [],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing the repository
+
+
+def render_model_card(
+    report: ConversionReport,
+    model_id: str,
+    base_model: str | None,
+    license: str,
+    template: str | os.PathLike | None = None,
+) -> ModelCard:
+    """The model card of a converted checkpoint: Hub metadata from `ModelCardData`, text from the template
+    (the one shipped in this package unless `template` names another file)."""
+    if template is None:
+        text = resources.files(__package__).joinpath(CARD_TEMPLATE).read_text()
+    elif Path(template).is_file():
+        text = Path(template).read_text()
+    else:
+        raise ConversionError(f"model card template {template} not found")
+    is_classifier = report.target_architecture == "ManoForImageClassification"
+    pipeline_tag = "image-classification" if is_classifier else "image-feature-extraction"
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        license=license,
+        base_model=base_model,
+        tags=["mano", "multipole-attention", "swinv2", "vision", pipeline_tag],
+    )
+    labels = report.labels
+    shown_labels = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
+    source = base_model or Path(report.source).name  # never a local path in a published card
+    if report.max_abs_diff is None:
+        check_text = "The numeric check against the source was skipped at conversion time."
+    else:
+        check_text = (
+            f"At conversion, the largest |{report.compared_output} difference| between this model and the source "
+            f"SwinV2 on {report.num_check_inputs} random inputs was {report.max_abs_diff:.3e} with both run in "
+            f"float64 and {report.max_abs_diff_float32:.3e} in float32"
+            + (" (the same function: float32 differences are rounding, which the logit scales of SwinV2 amplify)."
+               if report.exact_expected else " (the far field is active from the start, so outputs differ by design).")
+        )  # fmt: skip
+    if report.exact_expected:
+        starting_point = (
+            f"Freshly converted: this model computes what `{source}` computes (the `up` projectors start at zero), "
+            "so its coarse levels contribute nothing until the model is fine-tuned."
+        )
+    else:
+        starting_point = (
+            f"Freshly converted with projector initialisation `{report.projector_init}` (type "
+            f"`{report.projector_type}`): the coarse levels contribute from the start, so outputs differ from "
+            f"`{source}` and the model needs fine-tuning before use."
+        )
+    body = Template(text).substitute(
+        metadata=card_data.to_yaml(),
+        model_id=model_id,
+        source=source,
+        starting_point=starting_point,
+        task=pipeline_tag,
+        auto_class=_AUTO_CLASS_NAMES[report.target_architecture],
+        target_architecture=report.target_architecture,
+        level_plan="\n".join(f"  - {plan.describe()}" for plan in report.level_plan),
+        levels=" ".join(str(plan.num_levels) for plan in report.level_plan),
+        source_parameters=f"{report.source_parameters:,}",
+        target_parameters=f"{report.target_parameters:,}",
+        delta=f"{report.delta:+,}",
+        projector_init=report.projector_init,
+        projector_type=report.projector_type,
+        level_weighting=report.level_weighting,
+        head=report.head,
+        labels=shown_labels or "none (feature extractor)",
+        numeric_check=check_text,
+    )
+    return ModelCard(body)
+
+
+def save_image_processor(checkpoint: str, config: ManoConfig, folder: Path, notes: list[str], **hub_kwargs) -> None:
+    """The source's image processor (also a legacy `ViTFeatureExtractor` file), saved in today's format; ImageNet
+    statistics at the model's size (with a note) where the source has none."""
+    try:
+        with _quiet_transformers():
+            processor = AutoImageProcessor.from_pretrained(checkpoint, **hub_kwargs)
+    except (OSError, ValueError):
+        processor = imagenet_image_processor(config.image_size)
+        height, width = processor.size["height"], processor.size["width"]
+        notes.append(
+            f"the source has no image processor; wrote ViT's at {height}x{width} with ImageNet mean/std: check it "
+            "matches how the source was trained"
+        )
+    processor.save_pretrained(folder)
+
+
+def push_folder_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Add MANO checkpoint converted from SwinV2",
+    api: HfApi | None = None,
+) -> str:
+    """Upload a converted folder, exactly as written, to the model repository `repo_id`; returns the commit URL."""
+    api = api or HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=os.fspath(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message
+    )
+    return str(getattr(commit, "commit_url", commit))
+
+
+def _check_reload(mano_class: type[ManoPreTrainedModel], model: ManoPreTrainedModel, folder: Path) -> None:
+    """Reload the saved folder and require the very weights that were converted."""
+    with _quiet_transformers():
+        reloaded = mano_class.from_pretrained(folder).state_dict()
+    weights = model.state_dict()
+    changed = [key for key, tensor in weights.items() if key not in reloaded or not torch.equal(tensor, reloaded[key])]
+    if changed or len(reloaded) != len(weights):
+        raise ConversionError(f"the saved checkpoint does not reload to the converted weights: {changed[:8]}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The conversion
+
+
+def convert_swinv2_checkpoint(
+    swinv2_checkpoint: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    num_levels: str | Sequence[int] = "auto",
+    projector_init: str = "avg_pool_zero_up",
+    projector_type: str = "conv",
+    level_weighting: str = "vcycle",
+    num_labels: int | None = None,
+    label_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    source_architecture_name: str | None = None,
+    num_check_inputs: int = 2,
+    tolerance: float = 1e-5,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    card_template: str | os.PathLike | None = None,
+    push_to_hub: bool = False,
+    hub_model_id: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+) -> ConversionReport:
+    """Convert a SwinV2 checkpoint into a complete MANO model repository at `output_dir`.
+
+    Args:
+        swinv2_checkpoint: a local SwinV2 checkpoint folder, or a Hub id (`microsoft/swinv2-tiny-patch4-window8-256`).
+        output_dir: folder to create; an existing one is replaced only with `overwrite`.
+        num_levels: `"auto"` or levels per stage (see `ManoConfig.num_levels`).
+        projector_init, projector_type, level_weighting: the `ManoConfig` fields of the same names.
+        num_labels, label_names: a new classification head; only the classifier is re-initialised.
+        revision, cache_dir, token: passed to transformers' loading (Hub revision, download cache, Hub token).
+        source_architecture_name: the SwinV2 class of the checkpoint where its config.json names none.
+        num_check_inputs: random inputs of the numeric check against the source (0 skips it).
+        tolerance: largest |output difference| accepted, in float64, where the conversion must reproduce the
+            source (default initialisation, learned projectors); a larger one fails the conversion.
+        base_model: Hub id recorded as `base_model` in the model card; defaults to `swinv2_checkpoint` when that is
+            a Hub id (a local folder is not a valid `base_model`).
+        license: license recorded in the model card (the `microsoft/swinv2-*` checkpoints are Apache-2.0).
+        card_template: a model card template of your own (default: the one shipped in this package).
+        push_to_hub, hub_model_id, private: upload the finished folder to `hub_model_id` (opt-in).
+
+    Returns:
+        The `ConversionReport`; its `format()` is what the conversion script prints.
+
+    Raises:
+        ConversionError: the checkpoint is not SwinV2, its files are missing or unreadable, its weights do not fit,
+            the numeric check failed, or `output_dir` exists without `overwrite`. Nothing is written then.
+    """
+    checkpoint = os.fspath(swinv2_checkpoint)
+    output_dir = Path(output_dir).resolve()
+    if projector_init not in PROJECTOR_INITS:
+        raise ConversionError(f"projector_init must be one of {PROJECTOR_INITS}, got {projector_init!r}")
+    if push_to_hub and not hub_model_id:
+        raise ConversionError("push_to_hub needs hub_model_id (for example 'your-org/mano-tiny')")
+    if hub_model_id is not None and not _REPO_ID.match(hub_model_id):
+        raise ConversionError(f"hub_model_id must look like 'owner/name', got {hub_model_id!r}")
+    if output_dir.exists() and not overwrite:
+        raise ConversionError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    if num_check_inputs < 0:
+        raise ConversionError(f"num_check_inputs must be >= 0, got {num_check_inputs}")
+    is_local = Path(checkpoint).is_dir()
+    if is_local and Path(checkpoint).resolve() == output_dir:
+        raise ConversionError(f"output_dir {output_dir} is the source checkpoint folder; choose another folder")
+    hub_kwargs = {"revision": revision, "cache_dir": cache_dir, "token": token}
+
+    source_config = read_source_config(checkpoint, **hub_kwargs)
+    source = source_architecture(source_config, source_architecture_name)
+    config = build_mano_config(
+        source_config, num_levels, projector_init, projector_type, level_weighting, num_labels, label_names
+    )
+    source_labels = dict(source_config.id2label) if source == "Swinv2ForImageClassification" else {}
+    new_head = (num_labels is not None or label_names is not None) and dict(config.id2label) != source_labels
+    target = target_architecture(source, new_head)
+    mano_class = MANO_COUNTERPARTS[target]
+    config.architectures = [mano_class.__name__]
+
+    model, dropped = load_into_mano(checkpoint, mano_class, config, new_head, **hub_kwargs)
+    report = _describe(checkpoint, source_config, source, model, target, new_head, dropped, output_dir)
+    if num_check_inputs:
+        twin = swinv2_twin(model, target)
+        report.max_abs_diff = max_output_difference(model, twin, target, num_check_inputs, torch.float64)
+        report.max_abs_diff_float32 = max_output_difference(model, twin, target, num_check_inputs, torch.float32)
+        report.num_check_inputs = num_check_inputs
+        if report.exact_expected and not report.max_abs_diff <= tolerance:
+            raise ConversionError(
+                f"the converted model differs from the source by {report.max_abs_diff:.3e} (float64) > tolerance "
+                f"{tolerance:g} although projector_init {projector_init!r} should reproduce it; nothing was written"
+            )
+
+    if base_model is None and not is_local:
+        base_model = checkpoint
+    try:
+        with atomic_directory(output_dir, overwrite=overwrite) as staging:
+            model.save_pretrained(staging)
+            save_image_processor(checkpoint, config, staging, report.notes, **hub_kwargs)
+            _check_reload(mano_class, model, staging)
+            report.files = sorted([*(path.name for path in staging.iterdir()), "README.md"])
+            card = render_model_card(report, hub_model_id or output_dir.name, base_model, license, card_template)
+            card.save(staging / "README.md")
+    except OutputExistsError as error:
+        raise ConversionError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it") from error
+    if push_to_hub:
+        levels = " ".join(map(str, config.resolved_num_levels()))
+        report.pushed_to = push_folder_to_hub(
+            output_dir, hub_model_id, private=private, token=token,
+            commit_message=f"Convert {checkpoint} to MANO (levels {levels})",
+        )  # fmt: skip
+    return report
+
+
+__all__ = [
+    "MANO_COUNTERPARTS",
+    "ConversionError",
+    "ConversionReport",
+    "StagePlan",
+    "build_mano_config",
+    "convert_swinv2_checkpoint",
+    "level_plan",
+    "load_into_mano",
+    "max_output_difference",
+    "push_folder_to_hub",
+    "read_source_config",
+    "render_model_card",
+    "source_architecture",
+    "swinv2_twin",
+    "swinv2_twin_config",
+    "target_architecture",
+]
