@@ -8,20 +8,30 @@ import os
 import pytest
 import torch
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--other-transformers-python",
+        default=None,
+        help="Python of an environment with another supported transformers release (and this package): the "
+        "cross-release remote-code test saves in each environment and loads in the other. .ci/run passes it.",
+    )
+
+
 # No Hub, no network: every model and data set in the tests is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
-# Prepended to the code of a subprocess that must run as on a machine without this package: any import of
-# `transformers_mano` fails, so models can only come from the remote code saved beside their weights.
+# Prepended to the code of a subprocess that must run as on a machine without this package, and with a transformers
+# whose SwinV2 modules moved or changed: any import of `transformers_mano` or `transformers.models.swinv2` fails, so
+# models can only come from the self-contained code saved beside their weights.
 REFUSE_PACKAGE_IMPORT = """
 import importlib.abc, sys
 
 class RefuseMano(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "transformers_mano":
-            raise ImportError("transformers_mano is blocked in this process")
+        if name.split(".")[0] == "transformers_mano" or name.startswith("transformers.models.swinv2"):
+            raise ImportError(f"{name} is blocked in this process")
 
 sys.meta_path.insert(0, RefuseMano())
 """

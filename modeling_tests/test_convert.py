@@ -48,12 +48,16 @@ TINY = dict(image_size=64, patch_size=4, embed_dim=8, depths=[2, 1, 1], num_head
 BASE_MODEL = "microsoft/swinv2-tiny-patch4-window8-256"
 REPOSITORY_FILES = [
     "README.md",
+    "compat.py",
     "config.json",
     "configuration_mano.py",
+    "configuration_swinv2.py",
     "model.safetensors",
     "modeling_mano.py",
+    "modeling_swinv2.py",
     "multipole.py",
     "preprocessor_config.json",
+    "remote_code.py",
 ]
 AUTO_MAP_KEYS = {
     "AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoModelForMaskedImageModeling", "AutoBackbone"

@@ -21,7 +21,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainerCallback
 
 from transformers_mano import ManoConfig, ManoForImageClassification
-from transformers_mano.training import (
+from transformers_mano.image_classification import (
     DATASET_PRESETS,
     AugmentingTransform,
     ModelArguments,
@@ -35,10 +35,10 @@ from transformers_mano.training import (
     to_rgb,
     trainable_parameter_names,
 )
-from transformers_mano.training.freezing import projector_parameter_names
-from transformers_mano.training.run import build_model_and_processor, prepare_datasets
+from transformers_mano.image_classification.freezing import projector_parameter_names
+from transformers_mano.image_classification.run import build_model_and_processor, prepare_datasets
 from transformers_mano.utils.run_folder import check_output_dir
-from transformers_mano.training.transforms import SAMPLE_INDEX_COLUMN
+from transformers_mano.image_classification.transforms import SAMPLE_INDEX_COLUMN
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "run_image_classification.py"

@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModel
 
 from conftest import REFUSE_PACKAGE_IMPORT
 from transformers_mano import ManoOperatorConfig, ManoOperatorModel
-from transformers_mano.modeling_mano_operator import AUTO_MAP, ManoOperatorWindowAttention, relative_l2
+from transformers_mano.models.mano_operator.modeling_mano_operator import AUTO_MAP, ManoOperatorWindowAttention, relative_l2
 
 
 def tiny_config(**overrides) -> ManoOperatorConfig:

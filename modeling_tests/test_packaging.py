@@ -35,7 +35,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_holds_the_package_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "transformers_mano/conversion/model_card_template.md" in names
-    assert "transformers_mano/training/metrics/top_k_accuracy/top_k_accuracy.py" in names
+    assert "transformers_mano/image_classification/metrics/top_k_accuracy/top_k_accuracy.py" in names
     assert not any(name.startswith(("modeling_tests/", "scripts/")) for name in names)
 
 

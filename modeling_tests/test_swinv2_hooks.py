@@ -53,7 +53,7 @@ def test_manolayer_at_one_level_is_swinv2_layer_forward():
     """ManoLayer re-runs Swinv2Layer.forward around the same submodules (window partition, attention, residual
     with res-post-norm, MLP): at one level and on the eager path it must give Swinv2Layer.forward's output exactly."""
     from transformers_mano import ManoConfig
-    from transformers_mano.modeling_mano import ManoLayer
+    from transformers_mano.models.mano.modeling_mano import ManoLayer
 
     config = ManoConfig(embed_dim=8, depths=[2], num_heads=[2], window_size=4, image_size=40, patch_size=4,
                         num_levels=[1])  # fmt: skip
@@ -74,7 +74,7 @@ def _attention(num_heads: int = 1, dim: int = 4, window: int = 2) -> torch.nn.Mo
 def test_swinv2_attention_adds_the_shift_mask_as_many_times_as_mano_repeats_it():
     """The fused path repeats transformers' masking (modeling_mano.SHIFT_MASK_REPEATS times the mask); measure how
     many times `Swinv2SelfAttention` adds a mask of -1 to one key's score."""
-    from transformers_mano.modeling_mano import SHIFT_MASK_REPEATS
+    from transformers_mano.models.mano.modeling_mano import SHIFT_MASK_REPEATS
 
     attention = _attention().eval()
     hidden_states = torch.randn(1, 4, 4, dtype=torch.float64)  # one window of 2x2 tokens

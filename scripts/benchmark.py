@@ -16,17 +16,17 @@ import sys
 
 import torch
 
-from transformers_mano.benchmark import (
+from transformers_mano.benchmark.scaling import (
     LAYER_KINDS,
     Case,
     format_table,
-    machine_info,
     model_flops,
     run_cases,
     run_paired,
     summarize,
     write_results,
 )
+from transformers_mano.utils import machine_info
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

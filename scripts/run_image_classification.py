@@ -7,10 +7,10 @@
         --train_mode full --output_dir out/ --num_train_epochs 30
     torchrun --nproc_per_node 2 scripts/run_image_classification.py ...
 
-Arguments: `--help`, or docs/fine_tuning.md. Everything lives in `transformers_mano.training`.
+Arguments: `--help`, or docs/fine_tuning.md. Everything lives in `transformers_mano.image_classification`.
 """
 
-from transformers_mano.training import main
+from transformers_mano.image_classification import main
 
 if __name__ == "__main__":
     main()

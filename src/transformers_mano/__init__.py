@@ -14,10 +14,10 @@ from transformers import (
     AutoModelForMaskedImageModeling,
 )
 
-from .configuration_mano import ManoConfig
-from .configuration_mano_operator import ManoOperatorConfig
-from .image_processing_mano import ViTImageProcessorPil
-from .modeling_mano import (
+from .models.mano.configuration_mano import ManoConfig
+from .models.mano_operator.configuration_mano_operator import ManoOperatorConfig
+from .models.mano.image_processing_mano import ViTImageProcessorPil
+from .models.mano.modeling_mano import (
     AUTO_CLASSES,
     ManoBackbone,
     ManoForImageClassification,
@@ -26,7 +26,7 @@ from .modeling_mano import (
     ManoModel,
     ManoPreTrainedModel,
 )
-from .modeling_mano_operator import ManoOperatorModel
+from .models.mano_operator.modeling_mano_operator import ManoOperatorModel
 from .multipole import multipole_attention
 
 __version__ = "0.1.0"

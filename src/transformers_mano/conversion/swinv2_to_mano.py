@@ -42,9 +42,9 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from ..configuration_mano import MANO_FIELDS, ManoConfig
-from ..image_processing_mano import imagenet_image_processor
-from ..modeling_mano import (
+from ..models.mano.configuration_mano import MANO_FIELDS, ManoConfig
+from ..models.mano.image_processing_mano import imagenet_image_processor
+from ..models.mano.modeling_mano import (
     ManoBackbone,
     ManoForImageClassification,
     ManoForMaskedImageModeling,

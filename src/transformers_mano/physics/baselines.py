@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ..modeling_mano_operator import grid_coordinates, relative_l2
+from ..models.mano_operator.modeling_mano_operator import grid_coordinates, relative_l2
 
 
 @dataclass

@@ -41,8 +41,8 @@ from transformers import logging as transformers_logging
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 from transformers.training_args import OptimizerNames
 
-from ..configuration_mano_operator import ManoOperatorConfig
-from ..modeling_mano_operator import ManoOperatorModel
+from ..models.mano_operator.configuration_mano_operator import ManoOperatorConfig
+from ..models.mano_operator.modeling_mano_operator import ManoOperatorModel
 from ..utils import atomic_file, atomic_write_text, machine_info
 from ..utils.run_folder import check_output_dir, resolve_checkpoint
 from .baselines import FnoOperatorConfig, FnoOperatorModel, VitOperatorConfig, VitOperatorModel

@@ -5,10 +5,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-from huggingface_hub.dataclasses import strict
-from transformers import Swinv2Config
+from pathlib import Path
 
-from .multipole import (
+from huggingface_hub.dataclasses import strict
+from transformers.models.swinv2.configuration_swinv2 import Swinv2Config
+
+from ...remote_code import write_remote_code
+from ...multipole import (
     LEVEL_WEIGHTINGS,
     PROJECTOR_INITS,
     PROJECTOR_TYPES,
@@ -69,6 +72,8 @@ class ManoConfig(Swinv2Config):
     ```"""
 
     model_type = "mano"
+    # the modules whose code `save_pretrained` writes beside config.json (see `remote_code`)
+    remote_code_modules = (__name__, __name__.rsplit(".", 1)[0] + ".modeling_mano")
 
     image_size: int | list[int] | tuple[int, int] = 256
     window_size: int = 8
@@ -121,6 +126,18 @@ class ManoConfig(Swinv2Config):
                     f"sampling_rate {self.sampling_rate}"
                 )
 
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`PreTrainedConfig.save_pretrained`, then the code of every MANO class beside config.json, on public
+        transformers API (`remote_code.write_remote_code`), so the folder loads with `trust_remote_code=True` on any
+        supported release. A model's `save_pretrained` goes through here too."""
+        if push_to_hub:  # `push_to_hub` saves through this method into a folder of its own, code included
+            repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
+            self.save_pretrained(save_directory)
+            return self.push_to_hub(repo_id, **kwargs)
+        self.auto_map = getattr(self, "auto_map", None) or {"AutoConfig": "configuration_mano.ManoConfig"}
+        super().save_pretrained(save_directory, **kwargs)
+        write_remote_code(self, save_directory)
+
     def stage_grid_sizes(self) -> list[tuple[int, int]]:
         """Token grid (height, width) of each stage at `image_size`, as SwinV2 plans its stages."""
         image, patch = image_size_pair(self.image_size), image_size_pair(self.patch_size)
@@ -146,8 +163,5 @@ class ManoConfig(Swinv2Config):
             for levels, (h, w) in zip(self.num_levels, self.stage_grid_sizes())
         ]
 
-
-# Saving a config marked this way copies this file and its siblings beside config.json (remote code).
-ManoConfig.register_for_auto_class()
 
 __all__ = ["MANO_FIELDS", "ManoConfig", "image_size_pair"]

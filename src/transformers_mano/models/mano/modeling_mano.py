@@ -32,7 +32,7 @@ from transformers.models.swinv2.modeling_swinv2 import (
 )
 
 from .configuration_mano import ManoConfig
-from .multipole import (
+from ...multipole import (
     MultipoleDownsample,
     MultipoleUpsample,
     accumulate_levels,
@@ -445,9 +445,9 @@ class ManoPreTrainedModel(Swinv2PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, recording every MANO Auto class in `config.auto_map`.
 
-        transformers records only the saved class; listing all of them lets one checkpoint folder, with the modeling
-        files that saving copies beside it, serve `AutoModel`, `AutoModelForImageClassification`, ... through
-        `trust_remote_code=True` where this package is not installed.
+        Listing all of them lets one checkpoint folder, with the code files that saving the config writes beside it,
+        serve `AutoModel`, `AutoModelForImageClassification`, ... through `trust_remote_code=True` where this package
+        is not installed.
         """
         self.config.auto_map = dict(AUTO_MAP)
         return super().save_pretrained(save_directory, *args, **kwargs)
@@ -526,10 +526,6 @@ AUTO_CLASSES: dict[str, type[ManoPreTrainedModel]] = {
 AUTO_MAP: dict[str, str] = {"AutoConfig": "configuration_mano.ManoConfig"} | {
     auto_class: f"modeling_mano.{model_class.__name__}" for auto_class, model_class in AUTO_CLASSES.items()
 }
-# Saving a model marked this way copies this file and its siblings beside the weights.
-for _auto_class, _model_class in AUTO_CLASSES.items():
-    _model_class.register_for_auto_class(_auto_class)
-
 __all__ = [
     "AUTO_CLASSES",
     "AUTO_MAP",

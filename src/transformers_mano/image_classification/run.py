@@ -33,9 +33,9 @@ from transformers import (
     TrainingArguments,
 )
 
-from ..configuration_mano import ManoConfig
-from ..image_processing_mano import ViTImageProcessorPil, imagenet_image_processor
-from ..modeling_mano import ManoForImageClassification
+from ..models.mano.configuration_mano import ManoConfig
+from ..models.mano.image_processing_mano import ViTImageProcessorPil, imagenet_image_processor
+from ..models.mano.modeling_mano import ManoForImageClassification
 from ..utils.run_folder import check_output_dir, resolve_checkpoint
 from .arguments import DataTrainingArguments, ImageClassificationTrainingArguments, ModelArguments
 from .data import EMBEDDED_DATASET, label_names, load_image_classification_splits
@@ -43,7 +43,7 @@ from .evaluation import build_compute_metrics
 from .freezing import ProjectorWarmupCallback, apply_train_mode
 from .transforms import AugmentingTransform, ProcessorTransform, add_sample_index, collate_image_classification
 
-logger = logging.getLogger("transformers_mano.training")
+logger = logging.getLogger("transformers_mano.image_classification")
 
 # The from-scratch model: small enough to train on two CPU cores in minutes, on images of 32 pixels. Patches of 4
 # give an 8x8 token grid in stage 1 (one token per pixel of the 8x8 digit scans), where window 2 lets MANO plan two

@@ -18,8 +18,6 @@ import csv
 import json
 import math
 import multiprocessing
-import os
-import platform
 import resource
 import statistics
 import time
@@ -33,8 +31,9 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import Swinv2Config, Swinv2Model
 
-from .configuration_mano import ManoConfig
-from .modeling_mano import ManoLayer, ManoModel
+from ..models.mano.configuration_mano import ManoConfig
+from ..models.mano.modeling_mano import ManoLayer, ManoModel
+from ..utils import atomic_directory, machine_info
 
 LAYER_KINDS = ("mano", "swinv2", "global_sdpa", "global_eager")
 MODEL_KINDS = ("mano-tiny", "swinv2-tiny")
@@ -260,33 +259,6 @@ def fit_exponent(tokens: list[int], values: list[float]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
 
 
-def machine_info(device: str) -> dict:
-    """What produced the numbers: processor, threads, library versions and the accelerator, if any."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import transformers
-
-    info = {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": device,
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def summarize(measurements: list[Measurement]) -> dict:
     """Scaling exponents per layer kind and the headline ratios the README reports."""
     summary: dict = {"exponents": {}, "ratios": {}}
@@ -318,20 +290,12 @@ def summarize(measurements: list[Measurement]) -> dict:
 def write_results(
     measurements: list[Measurement], summary: dict, info: dict, output_dir: Path, overwrite: bool = False
 ) -> Path:
-    """Write results.json, results.csv and scaling.png into `output_dir`, atomically (a temporary folder, renamed)."""
-    import shutil
-    import tempfile
-
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"{output_dir} exists; pass --overwrite to replace it")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    try:
-        rows = [
-            {**asdict(m.case), "tokens": m.tokens, "median_ms": m.median_ms, "peak_memory_mb": m.peak_memory_mb}
-            for m in measurements
-        ]
+    """Write results.json, results.csv and scaling.png into `output_dir`, atomically (see `utils.io`)."""
+    rows = [
+        {**asdict(m.case), "tokens": m.tokens, "median_ms": m.median_ms, "peak_memory_mb": m.peak_memory_mb}
+        for m in measurements
+    ]
+    with atomic_directory(output_dir, overwrite) as staging:
         (staging / "results.json").write_text(
             json.dumps({"machine": info, "summary": summary, "measurements": rows}, indent=2)
         )
@@ -340,13 +304,7 @@ def write_results(
             writer.writeheader()
             writer.writerows(rows)
         plot_scaling(measurements, summary, info, staging / "scaling.png")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return output_dir
+    return Path(output_dir)
 
 
 def plot_scaling(measurements: list[Measurement], summary: dict, info: dict, path: Path) -> None:
@@ -397,7 +355,6 @@ __all__ = [
     "Measurement",
     "fit_exponent",
     "format_table",
-    "machine_info",
     "measure",
     "model_flops",
     "paired_model_ratio",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ..modeling_mano import ManoLayer
+from ..models.mano.modeling_mano import ManoLayer
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_mano_operator import ManoOperatorConfig
-from .multipole import (
+from ...multipole import (
     MultipoleDownsample,
     MultipoleUpsample,
     accumulate_levels,
@@ -379,8 +379,6 @@ AUTO_MAP: dict[str, str] = {
     "AutoConfig": "configuration_mano_operator.ManoOperatorConfig",
     "AutoModel": "modeling_mano_operator.ManoOperatorModel",
 }
-# Saving a model marked this way copies this file and its siblings beside the weights.
-ManoOperatorModel.register_for_auto_class("AutoModel")
 
 __all__ = [
     "AUTO_MAP",

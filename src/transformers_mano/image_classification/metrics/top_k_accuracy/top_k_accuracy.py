@@ -1,7 +1,7 @@
 """Top-k accuracy of classification logits, as an `evaluate` metric module that loads from a local path.
 
 `evaluate.load("accuracy")` fetches its script from the Hub; this module ships inside transformers-mano, so
-`evaluate.load(transformers_mano.training.TOP_K_ACCURACY_PATH)` works offline. It imports nothing from the package,
+`evaluate.load(transformers_mano.image_classification.TOP_K_ACCURACY_PATH)` works offline. It imports nothing from the package,
 because `evaluate` copies the file into its own module cache before importing it.
 """
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES, check_choices, plan_num_levels
+from ...remote_code import write_remote_code
+from ...multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES, check_choices, plan_num_levels
 
 POSITIONAL_EMBEDDINGS: tuple[str, ...] = ("none", "grid")
 
@@ -73,6 +76,8 @@ class ManoOperatorConfig(PreTrainedConfig):
     ```"""
 
     model_type = "mano_operator"
+    # the modules whose code `save_pretrained` writes beside config.json (see `remote_code`)
+    remote_code_modules = (__name__, __name__.rsplit(".", 1)[0] + ".modeling_mano_operator")
     # `Trainer` keeps only the predicted fields of an evaluation, not the hidden states
     keys_to_ignore_at_inference = ["last_hidden_state"]
 
@@ -131,6 +136,17 @@ class ManoOperatorConfig(PreTrainedConfig):
         for name in ("input_std", "output_std"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ManoOperatorConfig.{name} must be > 0, got {getattr(self, name)!r}")
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`PreTrainedConfig.save_pretrained`, then the operator's code beside config.json, on public transformers
+        API (`remote_code.write_remote_code`). A model's `save_pretrained` goes through here too."""
+        if push_to_hub:  # `push_to_hub` saves through this method into a folder of its own, code included
+            repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
+            self.save_pretrained(save_directory)
+            return self.push_to_hub(repo_id, **kwargs)
+        self.auto_map = getattr(self, "auto_map", None) or {"AutoConfig": "configuration_mano_operator.ManoOperatorConfig"}
+        super().save_pretrained(save_directory, **kwargs)
+        write_remote_code(self, save_directory)
 
     def levels_for(self, height: int, width: int) -> int:
         """Level count of every block on a (height, width) grid (see `num_levels`)."""
