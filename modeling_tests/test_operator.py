@@ -15,7 +15,12 @@ from transformers import AutoConfig, AutoModel
 
 from conftest import REFUSE_PACKAGE_IMPORT
 from transformers_mano import ManoOperatorConfig, ManoOperatorModel
-from transformers_mano.models.mano_operator.modeling_mano_operator import AUTO_MAP, ManoOperatorWindowAttention, relative_l2
+from transformers_mano.models.mano_operator.modeling_mano_operator import (
+    AUTO_MAP,
+    ManoOperatorWindowAttention,
+    grid_coordinates,
+    relative_l2,
+)
 
 
 def tiny_config(**overrides) -> ManoOperatorConfig:
@@ -197,3 +202,27 @@ def test_remote_code_load_without_the_package(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     with torch.no_grad():
         assert torch.equal(torch.load(tmp_path / "out.pt"), model(inputs).predictions)
+
+
+def test_native_resolution_runs_finer_grids_as_interleaved_sub_grids() -> None:
+    """With native_resolution n, a 2n x 2n grid gives, on each of its four interleaved n x n sub-grids, what the
+    model gives on that sub-grid alone (with the sub-grid's own coordinates taken from the fine grid)."""
+    torch.manual_seed(0)
+    plain = ManoOperatorModel(tiny_config(positional_embedding="grid")).eval()
+    native = ManoOperatorModel(tiny_config(positional_embedding="grid", native_resolution=8)).eval()
+    native.load_state_dict(plain.state_dict())
+    fine = fields(2, 16)  # normalisation is the identity (mean 0, std 1) in this config
+    with torch.no_grad():
+        output = native(fine).predictions
+        assert torch.equal(native(fine[:, ::2, ::2]).predictions, plain(fine[:, ::2, ::2]).predictions)  # n x n
+        assert not torch.allclose(output, plain(fine).predictions)
+        for i in (0, 1):
+            for j in (0, 1):
+                coordinates = grid_coordinates(16, 16, fine.device, fine.dtype)[:, i::2, j::2].expand(2, -1, -1, -1)
+                sub_grid = native.encode(fine[:, i::2, j::2], coordinates)
+                expected = native.head_out(torch.tanh(native.head_hidden(sub_grid)))
+                # one batch of four sub-grids against one sub-grid: the same float32 arithmetic, batched differently
+                torch.testing.assert_close(output[:, i::2, j::2], expected, rtol=1e-5, atol=1e-6)
+        assert native(fields(2, 12)).predictions.shape == (2, 12, 12, 1)  # not a multiple: runs as given
+    with pytest.raises(ValueError, match="native_resolution"):
+        tiny_config(native_resolution=1)

@@ -57,6 +57,11 @@ class ManoOperatorConfig(PreTrainedConfig):
     positional_embedding (`str`, *optional*, defaults to `"none"`):
         `"none"`: no positional information, as in the official code. `"grid"`: the lift also sees the (y, x)
         coordinates of each point in [0, 1], which are defined at every resolution.
+    native_resolution (`int`, *optional*):
+        The grid side the operator was trained at. Its k x k windows and r x r projectors learn stencils tied to
+        that grid spacing; on a grid r times finer (an integer r on both sides) the operator then runs on the
+        r x r interleaved sub-grids `fields[:, i::r, j::r]`, each at the trained spacing, and interleaves their
+        outputs. `None` (default): every grid runs as given.
     layer_norm_eps (`float`, *optional*, defaults to 1e-5):
         Epsilon of every LayerNorm.
     initializer_range (`float`, *optional*, defaults to 0.02):
@@ -96,6 +101,7 @@ class ManoOperatorConfig(PreTrainedConfig):
     level_weighting: str = "vcycle"
     projector_init: str = "random"
     positional_embedding: str = "none"
+    native_resolution: int | None = None
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     input_mean: float = 0.0
@@ -133,6 +139,8 @@ class ManoOperatorConfig(PreTrainedConfig):
             raise ValueError(f"ManoOperatorConfig.num_levels must be 'auto' or an int >= 1, got {self.num_levels!r}")
         if isinstance(self.num_levels, int) and self.num_levels < 1:
             raise ValueError(f"ManoOperatorConfig.num_levels must be 'auto' or an int >= 1, got {self.num_levels!r}")
+        if self.native_resolution is not None and self.native_resolution < 2:
+            raise ValueError(f"ManoOperatorConfig.native_resolution must be >= 2 or None, got {self.native_resolution!r}")
         for name in ("input_std", "output_std"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ManoOperatorConfig.{name} must be > 0, got {getattr(self, name)!r}")

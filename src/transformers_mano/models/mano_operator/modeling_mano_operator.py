@@ -323,7 +323,9 @@ class ManoOperatorModel(ManoOperatorPreTrainedModel):
     """MANO neural operator: pointwise lift, multipole blocks, LayerNorm, then `Linear -> tanh -> Linear`.
 
     Maps (B, H, W, in_channels) input fields to (B, H, W, out_channels) output fields at any H, W: the level count
-    of each block follows the grid, so a model trained at 16 x 16 runs at 32 x 32 or 64 x 64 unchanged.
+    of each block follows the grid, so a model trained at 16 x 16 runs at 32 x 32 or 64 x 64 unchanged. With
+    `config.native_resolution` set, a grid r times finer runs as its r x r interleaved sub-grids, each at the
+    spacing the learned stencils were trained on (see `ManoOperatorConfig.native_resolution`).
     """
 
     def __init__(self, config: ManoOperatorConfig) -> None:
@@ -360,19 +362,50 @@ class ManoOperatorModel(ManoOperatorPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         batch_size, height, width, _ = input_fields.shape
         grid = (input_fields - self.config.input_mean) / self.config.input_std
-        if self.config.positional_embedding == "grid":
-            coords = grid_coordinates(height, width, grid.device, grid.dtype).expand(batch_size, -1, -1, -1)
-            grid = torch.cat([grid, coords], dim=-1)  # B, H, W, in_channels + 2
-        grid = self.lift(grid)  # B, H, W, C
-        for layer in self.layers:
-            grid = layer(grid)
-        hidden = self.norm(grid)
+        coords = grid_coordinates(height, width, grid.device, grid.dtype).expand(batch_size, -1, -1, -1)
+        rate = self.sub_grid_rate(height, width)
+        if rate > 1:  # the r x r interleaved sub-grids at the native spacing, as one batch
+            grid, coords = (split_sub_grids(tensor, rate) for tensor in (grid, coords))
+        hidden = self.encode(grid, coords)
         predictions = self.head_out(torch.tanh(self.head_hidden(hidden)))  # B, H, W, out_channels
+        if rate > 1:
+            hidden, predictions = (merge_sub_grids(tensor, rate) for tensor in (hidden, predictions))
         predictions = predictions * self.config.output_std + self.config.output_mean
         loss = relative_l2(predictions, labels).mean() if labels is not None else None
         if not return_dict:
             return tuple(value for value in (loss, predictions, hidden) if value is not None)
         return ManoOperatorOutput(loss=loss, predictions=predictions, last_hidden_state=hidden)
+
+    def sub_grid_rate(self, height: int, width: int) -> int:
+        """r when `config.native_resolution` is set and the grid is r > 1 times finer than it on both sides, else 1."""
+        native = self.config.native_resolution
+        if native is None or height % native or width % native or height // native != width // native:
+            return 1
+        return height // native
+
+    def encode(self, grid: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """Normalised fields (B, H, W, in_channels) and their coordinates (B, H, W, 2) -> (B, H, W, C) after the
+        blocks and the final LayerNorm."""
+        if self.config.positional_embedding == "grid":
+            grid = torch.cat([grid, coords], dim=-1)  # B, H, W, in_channels + 2
+        grid = self.lift(grid)  # B, H, W, C
+        for layer in self.layers:
+            grid = layer(grid)
+        return self.norm(grid)
+
+
+def split_sub_grids(fields: torch.Tensor, rate: int) -> torch.Tensor:
+    """(B, r*h, r*w, C) -> (B*r*r, h, w, C): the r x r interleaved sub-grids `fields[:, i::r, j::r]`, i, j < r."""
+    batch_size, height, width, channels = fields.shape
+    fields = fields.reshape(batch_size, height // rate, rate, width // rate, rate, channels)
+    return fields.permute(0, 2, 4, 1, 3, 5).reshape(-1, height // rate, width // rate, channels)
+
+
+def merge_sub_grids(fields: torch.Tensor, rate: int) -> torch.Tensor:
+    """The inverse of `split_sub_grids`: (B*r*r, h, w, C) -> (B, r*h, r*w, C)."""
+    _, height, width, channels = fields.shape
+    fields = fields.reshape(-1, rate, rate, height, width, channels).permute(0, 3, 1, 4, 2, 5)
+    return fields.reshape(-1, height * rate, width * rate, channels)
 
 
 AUTO_MAP: dict[str, str] = {
@@ -390,5 +423,7 @@ __all__ = [
     "ManoOperatorWindowAttention",
     "WindowTables",
     "grid_coordinates",
+    "merge_sub_grids",
     "relative_l2",
+    "split_sub_grids",
 ]
