@@ -30,6 +30,7 @@ from transformers_mano.physics.data import (
     threshold_coefficient,
     to_dataset,
 )
+from transformers_mano.physics.evaluate import EvaluationArguments, evaluate_run
 from transformers_mano.physics.sweep import SweepArguments, best_learning_rates, run_protocol
 from transformers_mano.physics.training import (
     DarcyModelArguments,
@@ -343,3 +344,19 @@ def test_sweep_runs_picks_and_resumes(tmp_path: Path) -> None:
     finished = {path: path.stat().st_mtime_ns for path in (tmp_path / "sweep").glob("*/results.json")}
     run_protocol(args)  # nothing left to run: the finished runs are kept as they are
     assert {path: path.stat().st_mtime_ns for path in finished} == finished
+
+
+def test_runs_are_evaluated_again_with_sub_grid_inference(tiny_runs, tmp_path: Path) -> None:
+    root, runs = tiny_runs
+    mano, vit = (shutil.copytree(run, tmp_path / run.name) for run in runs[:2])
+    args = EvaluationArguments(run_dirs=[str(mano)], native_resolution=8, cache_dir=str(root / "cache"), tag="n8")
+    evaluation = evaluate_run(mano, args)
+    results = json.loads((mano / "results.json").read_text())
+    # at the training resolution nothing changes; at 16 the model runs as four 8x8 sub-grids, so it differs
+    assert evaluation["test"]["8"]["relative_mse"] == pytest.approx(results["test"]["8"]["relative_mse"], rel=1e-5)
+    assert evaluation["test"]["16"]["relative_mse"] != pytest.approx(results["test"]["16"]["relative_mse"], rel=1e-3)
+    assert json.loads((mano / "evaluation-n8.json").read_text())["native_resolution"] == 8
+    with pytest.raises(OutputExistsError):
+        evaluate_run(mano, args)
+    with pytest.raises(ValueError, match="applies to MANO operators"):
+        evaluate_run(vit, EvaluationArguments(run_dirs=[str(vit)], native_resolution=8, cache_dir=str(root / "cache")))

@@ -1,0 +1,33 @@
+"""Evaluate finished Darcy runs again at every test resolution; MANO optionally with sub-grid inference.
+
+    python scripts/evaluate_darcy.py out/darcy-protocol/mano-lr0.001-s0 --native_resolution 16 --tag native16
+
+Writes evaluation[-<tag>].json into each run folder and prints the errors. See docs/darcy.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from transformers_mano.physics.evaluate import EvaluationArguments, evaluate_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", help="run folders written by scripts/train_darcy.py")
+    parser.add_argument("--native_resolution", type=int, default=None,
+                        help="MANO only: run grids that are multiples of this side as interleaved sub-grids")
+    parser.add_argument("--data", default=None, help="data set (default: each run's own)")
+    parser.add_argument("--cache_dir", default=None, help="data cache (default: the datasets cache)")
+    parser.add_argument("--batch_size", type=int, default=50, help="evaluation batch size (default 50)")
+    parser.add_argument("--tag", default="", help="suffix of the output file: evaluation-<tag>.json")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing evaluation file")
+    args = EvaluationArguments(**vars(parser.parse_args()))
+    for run_dir in args.run_dirs:
+        tests = evaluate_run(run_dir, args)["test"]
+        print(run_dir, " | ".join(f"{n}x{n}: rel L2 {m['relative_l2']:.4f}, rel MSE {m['relative_mse']:.5f}"
+                                  for n, m in tests.items()))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
