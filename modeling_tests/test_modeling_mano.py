@@ -22,6 +22,8 @@ from transformers import (
     Swinv2Model,
 )
 
+from huggingface_hub.errors import StrictDataclassError
+
 from conftest import FLOAT64_ATOL, FLOAT64_RTOL, assert_as_accurate, make_trained_like
 from transformers_mano import (
     ManoBackbone,
@@ -584,7 +586,7 @@ def test_swinv2_arguments_alone_make_a_valid_config():
         ({"num_levels": "deep"}, "num_levels"),
         ({"num_levels": [3, 2, 1]}, "num_levels"),
         ({"num_levels": [8, 2, 1, 1]}, "num_levels[0]"),
-        ({"num_levels": [0, 1, 1, 1]}, "num_levels[0]"),
+        ({"num_levels": [0, 1, 1, 1]}, "num_levels holds counts below 1"),
         ({"sampling_rate": 1}, "sampling_rate"),
         ({"num_level": [1, 1, 1, 1]}, "num_level"),
     ],
@@ -592,8 +594,27 @@ def test_swinv2_arguments_alone_make_a_valid_config():
          "sampling-rate", "typo"],
 )
 def test_invalid_config_values_name_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises((ValueError, StrictDataclassError), match=field.replace("[", r"\[").replace("]", r"\]")):
         ManoConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("projector_type", "fft"), ("sampling_rate", 2.5), ("num_levels", 3), ("num_levels", [0, 1, 1, 1])],
+    ids=["choice", "type", "levels-type", "levels-value"],
+)  # fmt: skip
+def test_config_assignments_are_checked_like_arguments(field, value):
+    config = ManoConfig()
+    with pytest.raises(StrictDataclassError, match=f"field '{field}'"):
+        setattr(config, field, value)
+    assert getattr(config, field) == getattr(ManoConfig(), field)
+
+
+def test_config_checks_that_involve_several_fields_run_again_at_save(tmp_path):
+    config = ManoConfig(num_levels=[3, 2, 1, 1])
+    config.depths = [2, 2]  # each assignment is valid alone; together they leave two counts too many
+    with pytest.raises(StrictDataclassError, match=r"num_levels needs one entry per stage \(2"):
+        config.save_pretrained(tmp_path)
+    assert not (tmp_path / "config.json").exists()
 
 
 def test_config_round_trip(tmp_path):

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel
 
@@ -146,7 +147,7 @@ def test_relative_l2_and_loss() -> None:
     ids=["stride>window", "zero-levels", "levels-string", "positional", "rate", "std", "width"],
 )  # fmt: skip
 def test_bad_config_values_name_the_field(overrides, field) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(StrictDataclassError, match=field):
         tiny_config(**overrides)
 
 
@@ -224,5 +225,5 @@ def test_native_resolution_runs_finer_grids_as_interleaved_sub_grids() -> None:
                 # one batch of four sub-grids against one sub-grid: the same float32 arithmetic, batched differently
                 torch.testing.assert_close(output[:, i::2, j::2], expected, rtol=1e-5, atol=1e-6)
         assert native(fields(2, 12)).predictions.shape == (2, 12, 12, 1)  # not a multiple: runs as given
-    with pytest.raises(ValueError, match="native_resolution"):
+    with pytest.raises(StrictDataclassError, match="native_resolution"):
         tiny_config(native_resolution=1)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -28,17 +28,9 @@ LevelWeighting = Literal["vcycle", "sum"]
 ProjectorType = Literal["conv", "pool"]
 ProjectorInit = Literal["avg_pool_zero_up", "avg_pool_nearest_up", "random"]
 
-LEVEL_WEIGHTINGS: tuple[str, ...] = ("vcycle", "sum")
-PROJECTOR_TYPES: tuple[str, ...] = ("conv", "pool")
-PROJECTOR_INITS: tuple[str, ...] = ("avg_pool_zero_up", "avg_pool_nearest_up", "random")
-
-
-def check_choices(owner: object, choices: dict[str, tuple[str, ...]]) -> None:
-    """Raise a ValueError naming the field when an attribute of `owner` is not one of its allowed values."""
-    for name, allowed in choices.items():
-        value = getattr(owner, name)
-        if value not in allowed:
-            raise ValueError(f"{type(owner).__name__}.{name} must be one of {allowed}, got {value!r}")
+LEVEL_WEIGHTINGS: tuple[str, ...] = get_args(LevelWeighting)
+PROJECTOR_TYPES: tuple[str, ...] = get_args(ProjectorType)
+PROJECTOR_INITS: tuple[str, ...] = get_args(ProjectorInit)
 
 
 def level_weights(num_levels: int, weighting: LevelWeighting = "vcycle") -> list[float]:
@@ -272,7 +264,6 @@ __all__ = [
     "PoolDownsample",
     "accumulate_levels",
     "build_projectors",
-    "check_choices",
     "coarse_grid_size",
     "coarsen_levels",
     "init_projectors",

@@ -29,6 +29,7 @@ from string import Template
 
 import torch
 from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from torch import nn
 from transformers import (
@@ -134,8 +135,8 @@ def build_mano_config(
     )
     try:
         return ManoConfig(**values)
-    except (ValueError, TypeError) as error:  # ManoConfig's validation, one line that names the field
-        raise ConversionError(f"invalid MANO configuration: {error}") from error
+    except (ValueError, TypeError, StrictDataclassError) as error:  # ManoConfig's validation names the field
+        raise ConversionError(f"invalid MANO configuration: {' '.join(str(error).split())}") from error
 
 
 def swinv2_twin_config(config: ManoConfig) -> Swinv2Config:

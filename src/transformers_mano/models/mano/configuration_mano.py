@@ -1,24 +1,21 @@
-"""MANO configuration: a SwinV2 configuration plus the multipole fields."""
+"""MANO configuration: a SwinV2 configuration plus the multipole fields.
 
-from __future__ import annotations
+Fields are typed and checked the transformers way (`huggingface_hub.dataclasses.strict`): types, including the
+`Literal` choices, and field validators run at init and on every assignment; class validators (`validate_*`, the
+checks that involve several fields) run at init and again at save. No `from __future__ import annotations` here:
+the checks read the annotations at run time.
+"""
 
 import difflib
 from collections.abc import Sequence
-
 from pathlib import Path
+from typing import Literal
 
-from huggingface_hub.dataclasses import strict
+from huggingface_hub.dataclasses import as_validated_field, strict
 from transformers.models.swinv2.configuration_swinv2 import Swinv2Config
 
+from ...multipole import LevelWeighting, ProjectorInit, ProjectorType, coarse_grid_size, plan_num_levels
 from ...remote_code import write_remote_code
-from ...multipole import (
-    LEVEL_WEIGHTINGS,
-    PROJECTOR_INITS,
-    PROJECTOR_TYPES,
-    check_choices,
-    coarse_grid_size,
-    plan_num_levels,
-)
 
 
 def image_size_pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -31,6 +28,22 @@ def image_size_pair(size: int | Sequence[int]) -> tuple[int, int]:
 
 # The fields ManoConfig adds to Swinv2Config.
 MANO_FIELDS: tuple[str, ...] = ("num_levels", "sampling_rate", "projector_type", "level_weighting", "projector_init")
+
+
+@as_validated_field
+def level_counts(value) -> None:
+    """`"auto"`, or one level count >= 1 per stage."""
+    if isinstance(value, str):
+        return  # the type check allows "auto" only
+    bad = [count for count in value if count < 1]
+    if bad:
+        raise ValueError(f"num_levels holds counts below 1: {list(value)} (1 is plain window attention)")
+
+
+@as_validated_field
+def coarsening_rate(value: int) -> None:
+    if value < 2:
+        raise ValueError(f"sampling_rate must be an integer >= 2, got {value!r}")
 
 
 @strict
@@ -77,11 +90,11 @@ class ManoConfig(Swinv2Config):
 
     image_size: int | list[int] | tuple[int, int] = 256
     window_size: int = 8
-    num_levels: str | list[int] | tuple[int, ...] = "auto"
-    sampling_rate: int = 2
-    projector_type: str = "conv"
-    level_weighting: str = "vcycle"
-    projector_init: str = "avg_pool_zero_up"
+    num_levels: Literal["auto"] | list[int] | tuple[int, ...] = level_counts(default="auto")
+    sampling_rate: int = coarsening_rate(default=2)
+    projector_type: ProjectorType = "conv"
+    level_weighting: LevelWeighting = "vcycle"
+    projector_init: ProjectorInit = "avg_pool_zero_up"
 
     def __post_init__(self, **kwargs):
         # a SwinV2 config dict carries its model type; the instance must report MANO's
@@ -96,19 +109,11 @@ class ManoConfig(Swinv2Config):
                 raise ValueError(f"ManoConfig got an unknown argument {key!r}; did you mean {close[0]!r}?")
         if isinstance(self.num_levels, tuple):
             self.num_levels = list(self.num_levels)
-        self._validate_mano_fields()
         super().__post_init__(**kwargs)
 
-    def _validate_mano_fields(self) -> None:
-        check_choices(
-            self,
-            {"projector_type": PROJECTOR_TYPES, "level_weighting": LEVEL_WEIGHTINGS, "projector_init": PROJECTOR_INITS},
-        )
-        if self.sampling_rate < 2:
-            raise ValueError(f"ManoConfig.sampling_rate must be an integer >= 2, got {self.sampling_rate!r}")
+    def validate_num_levels(self) -> None:
+        """The level plan fits the stages: one count per stage, none deeper than its token grid allows."""
         if isinstance(self.num_levels, str):
-            if self.num_levels != "auto":
-                raise ValueError(f"ManoConfig.num_levels must be 'auto' or a list of ints, got {self.num_levels!r}")
             return
         if len(self.num_levels) != len(self.depths):
             raise ValueError(
@@ -116,8 +121,6 @@ class ManoConfig(Swinv2Config):
                 f"got {self.num_levels}"
             )
         for stage, (levels, (height, width)) in enumerate(zip(self.num_levels, self.stage_grid_sizes())):
-            if levels < 1:
-                raise ValueError(f"ManoConfig.num_levels[{stage}] must be >= 1, got {levels}")
             max_levels = plan_num_levels(height, width, 1, self.sampling_rate)
             if levels > max_levels:
                 raise ValueError(

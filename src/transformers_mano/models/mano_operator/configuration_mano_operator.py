@@ -1,16 +1,21 @@
-"""Configuration of the MANO neural operator (the physics model of arXiv 2507.02748)."""
+"""Configuration of the MANO neural operator (the physics model of arXiv 2507.02748).
 
-from __future__ import annotations
+Typed and checked the transformers way, as `ManoConfig` is: types (`Literal` choices included) and field validators at
+init and on assignment, class validators (`validate_*`) at init and at save.
+"""
 
 from pathlib import Path
+from typing import Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ...multipole import LevelWeighting, ProjectorInit, ProjectorType, plan_num_levels
 from ...remote_code import write_remote_code
-from ...multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES, check_choices, plan_num_levels
+from ..config_validators import above, at_least
 
-POSITIONAL_EMBEDDINGS: tuple[str, ...] = ("none", "grid")
+PositionalEmbedding = Literal["none", "grid"]
+POSITIONAL_EMBEDDINGS: tuple[str, ...] = get_args(PositionalEmbedding)
 
 
 @strict
@@ -86,64 +91,36 @@ class ManoOperatorConfig(PreTrainedConfig):
     # `Trainer` keeps only the predicted fields of an evaluation, not the hidden states
     keys_to_ignore_at_inference = ["last_hidden_state"]
 
-    in_channels: int = 1
-    out_channels: int = 1
-    hidden_size: int = 128
-    num_hidden_layers: int = 8
-    num_attention_heads: int = 4
-    head_dim: int = 32
-    intermediate_size: int = 256
-    window_size: int = 2
-    window_stride: int = 1
-    sampling_rate: int = 2
-    num_levels: str | int = "auto"
-    projector_type: str = "conv"
-    level_weighting: str = "vcycle"
-    projector_init: str = "random"
-    positional_embedding: str = "none"
-    native_resolution: int | None = None
+    in_channels: int = at_least(1)(default=1)
+    out_channels: int = at_least(1)(default=1)
+    hidden_size: int = at_least(1)(default=128)
+    num_hidden_layers: int = at_least(1)(default=8)
+    num_attention_heads: int = at_least(1)(default=4)
+    head_dim: int = at_least(1)(default=32)
+    intermediate_size: int = at_least(1)(default=256)
+    window_size: int = at_least(1)(default=2)
+    window_stride: int = at_least(1)(default=1)
+    sampling_rate: int = at_least(2)(default=2)
+    num_levels: Literal["auto"] | int = at_least(1)(default="auto")
+    projector_type: ProjectorType = "conv"
+    level_weighting: LevelWeighting = "vcycle"
+    projector_init: ProjectorInit = "random"
+    positional_embedding: PositionalEmbedding = "none"
+    native_resolution: int | None = at_least(2)(default=None)
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     input_mean: float = 0.0
-    input_std: float = 1.0
+    input_std: float = above(0.0)(default=1.0)
     output_mean: float = 0.0
-    output_std: float = 1.0
+    output_std: float = above(0.0)(default=1.0)
 
-    def __post_init__(self, **kwargs):
-        self._validate_operator_fields()
-        super().__post_init__(**kwargs)
-
-    def _validate_operator_fields(self) -> None:
-        check_choices(
-            self,
-            {
-                "projector_type": PROJECTOR_TYPES,
-                "level_weighting": LEVEL_WEIGHTINGS,
-                "projector_init": PROJECTOR_INITS,
-                "positional_embedding": POSITIONAL_EMBEDDINGS,
-            },
-        )
-        positive = ("in_channels", "out_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                    "head_dim", "intermediate_size", "window_size", "window_stride")  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"ManoOperatorConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+    def validate_window_stride(self) -> None:
+        """Windows taken with a stride above their size would leave grid points out."""
         if self.window_stride > self.window_size:
             raise ValueError(
-                f"ManoOperatorConfig.window_stride ({self.window_stride}) must not exceed window_size "
-                f"({self.window_size}): windows would leave grid points out"
+                f"window_stride ({self.window_stride}) must not exceed window_size ({self.window_size}): windows "
+                "would leave grid points out"
             )
-        if self.sampling_rate < 2:
-            raise ValueError(f"ManoOperatorConfig.sampling_rate must be >= 2, got {self.sampling_rate!r}")
-        if isinstance(self.num_levels, str) and self.num_levels != "auto":
-            raise ValueError(f"ManoOperatorConfig.num_levels must be 'auto' or an int >= 1, got {self.num_levels!r}")
-        if isinstance(self.num_levels, int) and self.num_levels < 1:
-            raise ValueError(f"ManoOperatorConfig.num_levels must be 'auto' or an int >= 1, got {self.num_levels!r}")
-        if self.native_resolution is not None and self.native_resolution < 2:
-            raise ValueError(f"ManoOperatorConfig.native_resolution must be >= 2 or None, got {self.native_resolution!r}")
-        for name in ("input_std", "output_std"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"ManoOperatorConfig.{name} must be > 0, got {getattr(self, name)!r}")
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
         """`PreTrainedConfig.save_pretrained`, then the operator's code beside config.json, on public transformers
