@@ -58,6 +58,7 @@ REPOSITORY_FILES = [
     "multipole.py",
     "preprocessor_config.json",
     "remote_code.py",
+    "sdpa_attention_mano.py",
 ]
 AUTO_MAP_KEYS = {
     "AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoModelForMaskedImageModeling", "AutoBackbone"

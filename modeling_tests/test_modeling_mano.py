@@ -638,3 +638,49 @@ def test_bad_pixel_values(tester, shape, message):
     model = ManoForImageClassification(tester.get_config())
     with pytest.raises(ValueError, match=message):
         model(torch.randn(*shape))
+
+
+def test_fused_path_caches_follow_to_deepcopy_and_compile(tester):
+    """The fused path's derived tables (token permutations, the inference mask) are keyed by what they depend on:
+    after `.to(float64)` a float64 mask is built, a deep copy keeps an independent cache, and a compiled model
+    (which traces the lookups) computes what the eager path computes."""
+    model = ManoModel(tester.get_config()).eval()
+    pixel_values = tester.pixel_values()
+    layer = model.encoder.layers[0].blocks[1]  # shifted: it keeps an inference mask
+    with torch.no_grad():
+        model(pixel_values)
+        assert layer.window_cache.index and layer.window_cache.mask[2].dtype == torch.float32
+        model.double()
+        float64 = model(pixel_values.double()).last_hidden_state
+        assert layer.window_cache.mask[2].dtype == torch.float64
+        copy_ = copy.deepcopy(model)
+        assert copy_.encoder.layers[0].blocks[1].window_cache is not layer.window_cache
+        with torch.no_grad():
+            copy_.encoder.layers[0].blocks[1].attention.self.logit_scale.mul_(0.5)
+        changed = copy_(pixel_values.double()).last_hidden_state
+        torch.testing.assert_close(model(pixel_values.double()).last_hidden_state, float64, rtol=0, atol=0)
+        assert not torch.allclose(changed, float64)
+        copy_.set_attn_implementation("eager")
+        torch.testing.assert_close(changed, copy_(pixel_values.double()).last_hidden_state,
+                                   rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)  # fmt: skip
+        compiled = torch.compile(model, backend="aot_eager")
+        torch.testing.assert_close(compiled(pixel_values.double()).last_hidden_state, float64,
+                                   rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)  # fmt: skip
+
+
+def test_an_attention_implementation_mano_has_not_is_refused(tester):
+    model = ManoModel(tester.get_config()).eval()
+    model.config._attn_implementation = "flex_attention"
+    with pytest.raises(ValueError, match="MANO layers run \\['eager', 'sdpa'\\] attention, not 'flex_attention'"):
+        model(tester.pixel_values())
+
+
+def test_tracing_a_fresh_model_leaves_its_caches_usable(tester):
+    """`torch.export` traces with fake tensors: tables built while tracing must not stay in the caches."""
+    model = ManoForImageClassification(tester.get_config()).eval()
+    pixel_values = tester.pixel_values()
+    with torch.no_grad():
+        exported = torch.export.export(model, (pixel_values,))
+        layers = [block for stage in model.swinv2.encoder.layers for block in stage.blocks]
+        assert all(not layer.window_cache.index and layer.window_cache.mask is None for layer in layers)
+        torch.testing.assert_close(exported.module()(pixel_values).logits, model(pixel_values).logits)

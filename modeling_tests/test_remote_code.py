@@ -20,8 +20,8 @@ from transformers_mano import ManoOperatorConfig, ManoOperatorModel
 from transformers_mano.models.mano.modeling_mano import AUTO_MAP
 from transformers_mano.remote_code import PUBLIC_API, RemoteCodeError, rewrite_swinv2_source
 
-MANO_FILES = {"configuration_mano.py", "modeling_mano.py", "multipole.py", "configuration_swinv2.py",
-              "modeling_swinv2.py", "compat.py", "remote_code.py"}  # fmt: skip
+MANO_FILES = {"configuration_mano.py", "modeling_mano.py", "sdpa_attention_mano.py", "multipole.py",
+              "configuration_swinv2.py", "modeling_swinv2.py", "compat.py", "remote_code.py"}  # fmt: skip
 OPERATOR_FILES = {"configuration_mano_operator.py", "modeling_mano_operator.py", "multipole.py", "remote_code.py",
                   "config_validators.py"}
 

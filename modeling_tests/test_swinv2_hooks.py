@@ -72,9 +72,9 @@ def _attention(num_heads: int = 1, dim: int = 4, window: int = 2) -> torch.nn.Mo
 
 
 def test_swinv2_attention_adds_the_shift_mask_as_many_times_as_mano_repeats_it():
-    """The fused path repeats transformers' masking (modeling_mano.SHIFT_MASK_REPEATS times the mask); measure how
+    """The fused path repeats transformers' masking (sdpa_attention_mano.SHIFT_MASK_REPEATS times the mask); measure how
     many times `Swinv2SelfAttention` adds a mask of -1 to one key's score."""
-    from transformers_mano.models.mano.modeling_mano import SHIFT_MASK_REPEATS
+    from transformers_mano.models.mano.sdpa_attention_mano import SHIFT_MASK_REPEATS
 
     attention = _attention().eval()
     hidden_states = torch.randn(1, 4, 4, dtype=torch.float64)  # one window of 2x2 tokens

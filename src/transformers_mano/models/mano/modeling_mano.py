@@ -10,11 +10,8 @@ new keys. The constructors below mirror those of transformers 5.23 (`Swinv2Stage
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
-from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.models.swinv2.modeling_swinv2 import (
     Swinv2Backbone,
@@ -32,23 +29,16 @@ from transformers.models.swinv2.modeling_swinv2 import (
 )
 
 from .configuration_mano import ManoConfig
+from .sdpa_attention_mano import WindowCache, sdpa_window_attention
 from ...multipole import (
     MultipoleDownsample,
     MultipoleUpsample,
     accumulate_levels,
     build_projectors,
     coarsen_levels,
-    multipole_attention,
     plan_num_levels,
     projector_init_weight,
 )
-
-
-# How many times transformers' `Swinv2SelfAttention` adds the shifted-window mask (of -100) to the attention scores:
-# twice, so masked logits sit 200 below the rest. Cosine logits reach the logit scale (clamped at 100) plus a
-# position bias of up to 16, so a single -100 does not mask at trained scales; the fused path repeats the eager
-# path's -200 exactly. `modeling_tests/test_swinv2_hooks.py` checks this behaviour of the installed release.
-SHIFT_MASK_REPEATS = 2
 
 
 class ManoEmbeddings(Swinv2Embeddings):
@@ -114,10 +104,7 @@ class ManoLayer(Swinv2Layer):
             self.down, self.up = build_projectors(dim, config.sampling_rate, config.projector_type)
         else:
             self.down = self.up = None
-        # derived tables of the fused path, never saved: token permutations per grid layout, and the last
-        # inference-time attention mask with its key and the position bias it was built from
-        self._index_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._bias_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+        self.window_cache = WindowCache()  # derived tables of the fused path, never saved
 
     def num_levels_for(self, height: int, width: int) -> int:
         """Level count for a (height, width) token grid: the far field follows the input size."""
@@ -166,171 +153,25 @@ class ManoLayer(Swinv2Layer):
         attentions = attention_outputs[1] if output_attentions else None
         return grid, attentions
 
-    def fused_window_attention(self, grids: list[torch.Tensor]) -> list[torch.Tensor]:
-        """`window_attention` of every level at once, through `scaled_dot_product_attention`.
-
-        SwinV2's cosine attention is softmax(s * cos(q, k) + B + S) v, with a per-head logit scale s, the continuous
-        position bias B (one table per layer, shared by all windows and levels) and the shift mask S. Normalising q
-        and k, folding s into q and passing B + S as an additive mask gives the same result from SDPA with scale 1.
-        One fused q/k/v projection, one attention call and one output projection serve all levels' windows.
-
-        Args:
-            grids: per level, finest first, (B, h_l, w_l, C).
-
-        Returns:
-            per level, (B, h_l, w_l, C).
-        """
-        attention = self.attention.self
-        window, heads, head_dim = self.window_size, attention.num_attention_heads, attention.attention_head_size
-        tokens = window * window  # M
-        batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
-
-        layouts = []
-        for level, grid in enumerate(grids):
-            height, width = grid.shape[1:3]
-            height_pad, width_pad = -(-height // window) * window, -(-width // window) * window
-            layouts.append((height, width, height_pad, width_pad, self.level_shift(level, height, width)))
-        gather, scatter = self.window_token_index(layouts, grids[0].device)
-        # every level's tokens, then one zero token that the padding of partial windows points to
-        tokens_of_levels = [grid.reshape(batch_size, -1, channels) for grid in grids]
-        flat = torch.cat(tokens_of_levels + [grids[0].new_zeros(batch_size, 1, channels)], dim=1)  # B, T+1, C
-        windows = flat[:, gather].view(batch_size, -1, tokens, channels)  # B, nW, M, C: pad, shift and partition
-        num_windows = windows.shape[1]
-
-        weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
-        bias = None
-        if attention.query.bias is not None:
-            bias = torch.cat([attention.query.bias, torch.zeros_like(attention.query.bias), attention.value.bias])
-        qkv = F.linear(windows, weight, bias).view(batch_size, num_windows, tokens, 3, heads, head_dim)
-        qkv = qkv.permute(3, 0, 1, 4, 2, 5).contiguous()  # 3, B, nW, heads, M, d
-        query, key, value = qkv.unbind(0)
-        # cosine similarity with the logit scale folded into q: one pass each over q and k
-        logit_scale = torch.clamp(attention.logit_scale, max=math.log(1.0 / 0.01)).exp()  # heads, 1, 1
-        query = query * (logit_scale / query.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-        key = key * (1.0 / key.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-
-        mask = self.attention_bias(layouts, windows.dtype, windows.device)
-        if mask.dim() == 3:  # one (heads, M, M) bias for every window
-            shape = (batch_size * num_windows, heads, tokens, head_dim)
-            mask = mask[None]  # 4-D: CPU's flash kernel takes no 3-D mask and would fall back to the math path
-        else:  # a (1, nW*heads, M, M) mask: windows and heads flattened together, broadcast over the batch
-            shape = (batch_size, num_windows * heads, tokens, head_dim)
-        dropout = attention.dropout.p if self.training else 0.0
-        context = F.scaled_dot_product_attention(
-            query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=mask, dropout_p=dropout, scale=1.0
-        )
-        context = context.view(batch_size, num_windows, heads, tokens, head_dim).transpose(2, 3)  # B, nW, M, heads, d
-        context = self.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
-
-        # merge windows, undo the shift and drop the padding: one gather back to the tokens of every level
-        context = context.reshape(batch_size, num_windows * tokens, channels)[:, scatter]  # B, T, C
-        sizes = [height * width for height, width, *_ in layouts]
-        return [
-            level.view(batch_size, height, width, channels)
-            for level, (height, width, *_) in zip(context.split(sizes, dim=1), layouts)
-        ]
-
-    def window_token_index(self, layouts: list[tuple[int, ...]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token permutations between the levels' grids and their shifted windows, built once per grid layout.
-
-        `gather` (nW*M,) lists, window after window, the token each window position reads: SwinV2's pad, cyclic
-        shift and partition of every level at once, in the order of `torch.cat` over levels; padding positions read
-        the extra zero token at index T. `scatter` (T,) gives each token of each level its window position, which
-        merges windows, undoes the shift and drops the padding.
-        """
-        key = (tuple(layouts), device)
-        if key in self._index_cache:
-            return self._index_cache[key]
-        window = self.window_size
-        total_tokens = sum(height * width for height, width, *_ in layouts)
-        gathers, scatters, token_offset, window_offset = [], [], 0, 0
-        for height, width, height_pad, width_pad, shift in layouts:
-            # window position (row block, column block, i, j) reads padded cell ((row + shift) % H', (col + shift) % W')
-            rows = (torch.arange(height_pad, device=device).view(-1, 1, window, 1) + shift) % height_pad
-            cols = (torch.arange(width_pad, device=device).view(1, -1, 1, window) + shift) % width_pad
-            rows, cols = (x.flatten() for x in torch.broadcast_tensors(rows, cols))  # nW_l * M each
-            inside = (rows < height) & (cols < width)
-            source = token_offset + rows * width + cols
-            gathers.append(torch.where(inside, source, total_tokens))
-            scatter = torch.empty(height * width, dtype=torch.long, device=device)
-            scatter[source[inside] - token_offset] = window_offset + torch.nonzero(inside).flatten()
-            scatters.append(scatter)
-            token_offset += height * width
-            window_offset += rows.numel()
-        if len(self._index_cache) >= 8:  # inputs of many sizes: keep the most recent layouts only
-            del self._index_cache[next(iter(self._index_cache))]
-        self._index_cache[key] = (torch.cat(gathers), torch.cat(scatters))
-        return self._index_cache[key]
-
-    def _windows_per_level(self, layouts: list[tuple[int, ...]]) -> list[int]:
-        """Number of windows nW_l of each level's padded grid."""
-        window = self.window_size
-        return [(height_pad // window) * (width_pad // window) for _, _, height_pad, width_pad, _ in layouts]
-
-    def position_bias(self) -> torch.Tensor:
-        """SwinV2's continuous relative position bias of this layer, (heads, M, M)."""
-        attention = self.attention.self
-        table = attention.continuous_position_bias_mlp(attention.relative_coords_table).view(
-            -1, attention.num_attention_heads
-        )
-        tokens = self.window_size * self.window_size
-        bias = table[attention.relative_position_index.view(-1)].view(tokens, tokens, -1)  # M, M, heads
-        return 16 * torch.sigmoid(bias.permute(2, 0, 1).contiguous())  # heads, M, M
-
-    def attention_bias(self, layouts: list[tuple[int, ...]], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """The additive mask of `fused_window_attention`: position bias plus the shift masks of shifted levels.
-
-        (heads, M, M) when no level is shifted, else (1, nW*heads, M, M) with windows in level order. The position
-        bias is cheap and recomputed at every call; the per-window mask of a shifted layer is not, so without autograd
-        it is kept for the next call with the same grid layout whose position bias is equal, value for value (which
-        holds however the weights were changed: optimiser steps, loading, in-place edits).
-        """
-        position_bias = self.position_bias().to(dtype)
-        if all(shift == 0 for *_, shift in layouts):
-            return position_bias
-        reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-        key = (tuple(layouts), dtype, device)
-        if reuse and self._bias_cache is not None:
-            cached_key, cached_bias, cached_mask = self._bias_cache
-            if cached_key == key and torch.equal(cached_bias, position_bias):
-                return cached_mask
-        per_level = []
-        for (_, _, height_pad, width_pad, shift), num_windows in zip(layouts, self._windows_per_level(layouts)):
-            if shift == 0:
-                per_level.append(position_bias.expand(num_windows, -1, -1, -1))
-            else:
-                shift_mask = self.get_attn_mask(height_pad, width_pad, dtype=dtype, device=device)  # nW_l, M, M
-                # transformers' SwinV2 adds the -100 mask twice: -200 is what the eager path masks with
-                per_level.append(position_bias + SHIFT_MASK_REPEATS * shift_mask[:, None])
-        tokens = position_bias.shape[-1]
-        mask = torch.cat(per_level).view(1, -1, tokens, tokens)
-        self._bias_cache = (key, position_bias, mask) if reuse else None
-        return mask
-
     def multipole_window_attention(
         self, grid: torch.Tensor, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The token mixing of this layer: multipole attention over a (B, H, W, C) grid, levels following its size.
+        """The token mixing of this layer, the V-cycle of `multipole.multipole_attention` over a (B, H, W, C) grid:
+        plan the levels for the grid's size, coarsen, attend on every level, upsample and accumulate.
 
-        Returns (B, H, W, C) and, with `output_attentions`, the full-resolution level's attention probabilities
-        (nW*B, heads, M, M), as SwinV2 returns them. Those need the eager path; otherwise the fused SDPA path runs
-        when `config._attn_implementation == "sdpa"`.
+        The attention runs as `config._attn_implementation` says (`WINDOW_ATTENTION_FUNCTIONS`): "sdpa" (the
+        default) puts every level's windows through one `scaled_dot_product_attention` call; "eager" runs SwinV2's own
+        attention per level, and is the one that returns `output_attentions` (the full-resolution level's attention
+        probabilities, (nW*B, heads, M, M), as SwinV2 returns them).
+
+        Returns (B, H, W, C) and the attentions (None unless asked for).
         """
-        num_levels = self.num_levels_for(grid.shape[1], grid.shape[2])
-        if output_attentions or self.config._attn_implementation != "sdpa":
-            full_resolution_attentions = []
-
-            def attend(level_grid: torch.Tensor, level: int) -> torch.Tensor:
-                output, attentions = self.window_attention(level_grid, level, output_attentions and level == 0)
-                if attentions is not None:
-                    full_resolution_attentions.append(attentions)
-                return output
-
-            output = multipole_attention(grid, attend, self.down, self.up, num_levels, self.level_weighting)
-            return output, (full_resolution_attentions[0] if output_attentions else None)
-        # the same V-cycle with every level's windows in one attention call
-        levels = coarsen_levels(grid, self.down, num_levels)
-        return accumulate_levels(self.fused_window_attention(levels), self.up, self.level_weighting), None
+        levels = coarsen_levels(grid, self.down, self.num_levels_for(grid.shape[1], grid.shape[2]))
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        if implementation not in WINDOW_ATTENTION_FUNCTIONS:
+            raise ValueError(f"MANO layers run {sorted(WINDOW_ATTENTION_FUNCTIONS)} attention, not {implementation!r}")
+        outputs, attentions = WINDOW_ATTENTION_FUNCTIONS[implementation](self, levels, output_attentions)
+        return accumulate_levels(outputs, self.up, self.level_weighting), attentions
 
     def forward(
         self,
@@ -353,6 +194,24 @@ class ManoLayer(Swinv2Layer):
 
     def extra_repr(self) -> str:
         return f"num_levels={self.num_levels}, min_coarse_side={self.min_coarse_side}"
+
+
+def eager_window_attention(
+    layer: ManoLayer, grids: list[torch.Tensor], output_attentions: bool = False
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """SwinV2's own window attention on every level's grid in turn; the full-resolution level's probabilities when
+    asked for. Grids finest first, each (B, h_l, w_l, C)."""
+    outputs, attentions = [], None
+    for level, grid in enumerate(grids):
+        output, level_attentions = layer.window_attention(grid, level, output_attentions and level == 0)
+        outputs.append(output)
+        attentions = level_attentions if level == 0 else attentions
+    return outputs, attentions
+
+
+# config._attn_implementation -> the attention of every level of a ManoLayer: (layer, grids, output_attentions) ->
+# (outputs, attentions), grids and outputs finest first, each (B, h_l, w_l, C)
+WINDOW_ATTENTION_FUNCTIONS = {"eager": eager_window_attention, "sdpa": sdpa_window_attention}
 
 
 class ManoStage(Swinv2Stage):

@@ -1,0 +1,210 @@
+"""MANO's fused window attention: every level's windows of a `ManoLayer` through one `scaled_dot_product_attention`.
+
+This is the "sdpa" entry of `modeling_mano.WINDOW_ATTENTION_FUNCTIONS`, the default attention implementation. It
+computes what SwinV2's own (eager) window attention computes on each level, tested in float64 against it:
+
+- one gather reads, for every level, SwinV2's padded, cyclically shifted and partitioned windows (a token
+  permutation built once per grid layout), and one gather writes the results back;
+- one q/k/v projection and one output projection serve all levels' windows;
+- SwinV2's cosine attention softmax(s * cos(q, k) + B + S) v becomes SDPA with scale 1 by normalising q and k and
+  folding the logit scale s into q; the continuous position bias B and the shift mask S go in as one additive mask.
+
+The derived tables live in the layer's `WindowCache`, never in its state dict. Each is keyed by everything it
+depends on (grid layout, device, dtype) and the mask also by the position-bias values it was built from, so a cache
+stays right through `.to()`, `copy.deepcopy` (a copy is independent), weight updates of any kind, and
+`torch.compile` / `torch.export` (which trace the lookups; nothing built while tracing is kept).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from .modeling_mano import ManoLayer
+
+# How many times transformers' `Swinv2SelfAttention` adds the shifted-window mask (of -100) to the attention scores:
+# twice, so masked logits sit 200 below the rest. Cosine logits reach the logit scale (clamped at 100) plus a
+# position bias of up to 16, so a single -100 does not mask at trained scales; the fused path repeats the eager
+# path's -200 exactly. `modeling_tests/test_swinv2_hooks.py` checks this behaviour of the installed release.
+SHIFT_MASK_REPEATS = 2
+
+
+class WindowCache:
+    """Derived tables of one layer's fused path: token permutations per grid layout, and the last inference mask.
+
+    Attributes:
+        index: (layouts, device) -> (gather, scatter) token permutations; the 8 most recent layouts are kept.
+        mask: (key, position bias, mask) of the last mask built without autograd, or None.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.mask: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+
+
+
+def sdpa_window_attention(
+    layer: ManoLayer, grids: list[torch.Tensor], output_attentions: bool = False
+) -> tuple[list[torch.Tensor], None]:
+    """`ManoLayer.window_attention` of every level at once, through `scaled_dot_product_attention`.
+
+    SwinV2's cosine attention is softmax(s * cos(q, k) + B + S) v, with a per-head logit scale s, the continuous
+    position bias B (one table per layer, shared by all windows and levels) and the shift mask S. Normalising q
+    and k, folding s into q and passing B + S as an additive mask gives the same result from SDPA with scale 1.
+    One fused q/k/v projection, one attention call and one output projection serve all levels' windows.
+
+    Args:
+        layer: the `ManoLayer` whose SwinV2 attention weights, window, shift and cache serve.
+        grids: per level, finest first, (B, h_l, w_l, C).
+        output_attentions: not available here (no probabilities are formed); the eager path returns them.
+
+    Returns:
+        per level, (B, h_l, w_l, C), and None.
+    """
+    attention = layer.attention.self
+    window, heads, head_dim = layer.window_size, attention.num_attention_heads, attention.attention_head_size
+    tokens = window * window  # M
+    batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
+
+    layouts = []
+    for level, grid in enumerate(grids):
+        height, width = grid.shape[1:3]
+        height_pad, width_pad = -(-height // window) * window, -(-width // window) * window
+        layouts.append((height, width, height_pad, width_pad, layer.level_shift(level, height, width)))
+    gather, scatter = window_token_index(layer, layouts, grids[0].device)
+    # every level's tokens, then one zero token that the padding of partial windows points to
+    tokens_of_levels = [grid.reshape(batch_size, -1, channels) for grid in grids]
+    flat = torch.cat(tokens_of_levels + [grids[0].new_zeros(batch_size, 1, channels)], dim=1)  # B, T+1, C
+    windows = flat[:, gather].view(batch_size, -1, tokens, channels)  # B, nW, M, C: pad, shift and partition
+    num_windows = windows.shape[1]
+
+    weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
+    bias = None
+    if attention.query.bias is not None:
+        bias = torch.cat([attention.query.bias, torch.zeros_like(attention.query.bias), attention.value.bias])
+    qkv = F.linear(windows, weight, bias).view(batch_size, num_windows, tokens, 3, heads, head_dim)
+    qkv = qkv.permute(3, 0, 1, 4, 2, 5).contiguous()  # 3, B, nW, heads, M, d
+    query, key, value = qkv.unbind(0)
+    # cosine similarity with the logit scale folded into q: one pass each over q and k
+    logit_scale = torch.clamp(attention.logit_scale, max=math.log(1.0 / 0.01)).exp()  # heads, 1, 1
+    query = query * (logit_scale / query.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    key = key * (1.0 / key.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+    mask = attention_bias(layer, layouts, windows.dtype, windows.device)
+    if mask.dim() == 3:  # one (heads, M, M) bias for every window
+        shape = (batch_size * num_windows, heads, tokens, head_dim)
+        mask = mask[None]  # 4-D: CPU's flash kernel takes no 3-D mask and would fall back to the math path
+    else:  # a (1, nW*heads, M, M) mask: windows and heads flattened together, broadcast over the batch
+        shape = (batch_size, num_windows * heads, tokens, head_dim)
+    dropout = attention.dropout.p if layer.training else 0.0
+    context = F.scaled_dot_product_attention(
+        query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=mask, dropout_p=dropout, scale=1.0
+    )
+    context = context.view(batch_size, num_windows, heads, tokens, head_dim).transpose(2, 3)  # B, nW, M, heads, d
+    context = layer.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
+
+    # merge windows, undo the shift and drop the padding: one gather back to the tokens of every level
+    context = context.reshape(batch_size, num_windows * tokens, channels)[:, scatter]  # B, T, C
+    sizes = [height * width for height, width, *_ in layouts]
+    outputs = [
+        level.view(batch_size, height, width, channels)
+        for level, (height, width, *_) in zip(context.split(sizes, dim=1), layouts)
+    ]
+    return outputs, None
+
+
+def window_token_index(
+    layer: ManoLayer, layouts: list[tuple[int, ...]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token permutations between the levels' grids and their shifted windows, built once per grid layout.
+
+    `gather` (nW*M,) lists, window after window, the token each window position reads: SwinV2's pad, cyclic
+    shift and partition of every level at once, in the order of `torch.cat` over levels; padding positions read
+    the extra zero token at index T. `scatter` (T,) gives each token of each level its window position, which
+    merges windows, undoes the shift and drops the padding.
+    """
+    key = (tuple(layouts), device)
+    if key in layer.window_cache.index:
+        return layer.window_cache.index[key]
+    window = layer.window_size
+    total_tokens = sum(height * width for height, width, *_ in layouts)
+    gathers, scatters, token_offset, window_offset = [], [], 0, 0
+    for height, width, height_pad, width_pad, shift in layouts:
+        # window position (row block, column block, i, j) reads padded cell ((row + shift) % H', (col + shift) % W')
+        rows = (torch.arange(height_pad, device=device).view(-1, 1, window, 1) + shift) % height_pad
+        cols = (torch.arange(width_pad, device=device).view(1, -1, 1, window) + shift) % width_pad
+        rows, cols = (x.flatten() for x in torch.broadcast_tensors(rows, cols))  # nW_l * M each
+        inside = (rows < height) & (cols < width)
+        source = token_offset + rows * width + cols
+        gathers.append(torch.where(inside, source, total_tokens))
+        scatter = torch.empty(height * width, dtype=torch.long, device=device)
+        scatter[source[inside] - token_offset] = window_offset + torch.nonzero(inside).flatten()
+        scatters.append(scatter)
+        token_offset += height * width
+        window_offset += rows.numel()
+    permutations = torch.cat(gathers), torch.cat(scatters)
+    if torch.compiler.is_compiling():  # tracing tensors (fake ones under export) must not outlive the trace
+        return permutations
+    if len(layer.window_cache.index) >= 8:  # inputs of many sizes: keep the most recent layouts only
+        del layer.window_cache.index[next(iter(layer.window_cache.index))]
+    layer.window_cache.index[key] = permutations
+    return permutations
+
+
+def windows_per_level(window: int, layouts: list[tuple[int, ...]]) -> list[int]:
+    """Number of windows nW_l of each level's padded grid."""
+    return [(height_pad // window) * (width_pad // window) for _, _, height_pad, width_pad, _ in layouts]
+
+
+def position_bias(layer: ManoLayer) -> torch.Tensor:
+    """SwinV2's continuous relative position bias of this layer, (heads, M, M)."""
+    attention = layer.attention.self
+    table = attention.continuous_position_bias_mlp(attention.relative_coords_table).view(
+        -1, attention.num_attention_heads
+    )
+    tokens = layer.window_size * layer.window_size
+    bias = table[attention.relative_position_index.view(-1)].view(tokens, tokens, -1)  # M, M, heads
+    return 16 * torch.sigmoid(bias.permute(2, 0, 1).contiguous())  # heads, M, M
+
+
+def attention_bias(
+    layer: ManoLayer, layouts: list[tuple[int, ...]], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The additive mask of `sdpa_window_attention`: position bias plus the shift masks of shifted levels.
+
+    (heads, M, M) when no level is shifted, else (1, nW*heads, M, M) with windows in level order. The position
+    bias is cheap and recomputed at every call; the per-window mask of a shifted layer is not, so without autograd
+    it is kept for the next call with the same grid layout whose position bias is equal, value for value (which
+    holds however the weights were changed: optimiser steps, loading, in-place edits).
+    """
+    bias = position_bias(layer).to(dtype)
+    if all(shift == 0 for *_, shift in layouts):
+        return bias
+    reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    key = (tuple(layouts), dtype, device)
+    if reuse and layer.window_cache.mask is not None:
+        cached_key, cached_bias, cached_mask = layer.window_cache.mask
+        if cached_key == key and torch.equal(cached_bias, bias):
+            return cached_mask
+    per_level = []
+    counts = windows_per_level(layer.window_size, layouts)
+    for (_, _, height_pad, width_pad, shift), num_windows in zip(layouts, counts):
+        if shift == 0:
+            per_level.append(bias.expand(num_windows, -1, -1, -1))
+        else:
+            shift_mask = layer.get_attn_mask(height_pad, width_pad, dtype=dtype, device=device)  # nW_l, M, M
+            # transformers' SwinV2 adds the -100 mask twice: -200 is what the eager path masks with
+            per_level.append(bias + SHIFT_MASK_REPEATS * shift_mask[:, None])
+    tokens = bias.shape[-1]
+    mask = torch.cat(per_level).view(1, -1, tokens, tokens)
+    if reuse:
+        layer.window_cache.mask = (key, bias, mask)
+    return mask
+
+
+__all__ = ["SHIFT_MASK_REPEATS", "WindowCache", "attention_bias", "position_bias", "sdpa_window_attention",
+           "window_token_index", "windows_per_level"]  # fmt: skip
