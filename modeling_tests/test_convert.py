@@ -16,6 +16,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import (
+    AutoImageProcessor,
     AutoModelForImageClassification,
     Swinv2Backbone,
     Swinv2Config,
@@ -31,6 +32,7 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 import transformers_mano  # noqa: F401  (registers the Auto classes)
 from conftest import REFUSE_PACKAGE_IMPORT, make_trained_like
 from transformers_mano import ManoConfig, ManoForImageClassification
+from transformers_mano.utils.cli import run_main
 from transformers_mano.conversion import swinv2_to_mano as convert_module
 from transformers_mano.conversion.swinv2_to_mano import (
     ConversionError,
@@ -181,7 +183,7 @@ def test_swinv2_tiny_shape_through_the_script(tmp_path: Path, capsys: pytest.Cap
         embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
     )
 
-    exit_code = convert_swinv2_to_mano.main(
+    exit_code = run_main(convert_swinv2_to_mano.main,
         ["--swinv2_checkpoint", str(tmp_path / "swinv2-t"), "--output_dir", str(tmp_path / "mano-tiny"),
          "--levels", "3", "2", "1", "1", "--base_model", BASE_MODEL, "--num_check_inputs", "1"]
     )
@@ -357,14 +359,17 @@ def test_missing_folders_and_bad_arguments_fail_before_any_work(tmp_path: Path) 
     assert listing(tmp_path) == ["swinv2"]
 
 
-def test_existing_output_is_refused_without_overwrite_and_kept_on_failure(tmp_path: Path) -> None:
+def test_existing_output_is_refused_without_overwrite_and_kept_on_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_swinv2_checkpoint(tmp_path / "swinv2")
     (tmp_path / "mano").mkdir()
     (tmp_path / "mano" / "keep.txt").write_text("mine")
     with pytest.raises(ConversionError, match="exists; pass overwrite=True"):
         convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano")
     arguments = ["--swinv2_checkpoint", str(tmp_path / "swinv2"), "--output_dir", str(tmp_path / "mano")]
-    assert convert_swinv2_to_mano.main(arguments) == 1
+    assert run_main(convert_swinv2_to_mano.main, arguments) == 1
+    assert "error: " in capsys.readouterr().err
 
     # A failure while writing (here: no card template) leaves neither a partial folder nor a changed old one.
     with pytest.raises(ConversionError, match="model card template"):
@@ -448,13 +453,21 @@ def test_push_is_opt_in_and_uploads_the_folder_as_written(converted, monkeypatch
     assert report.pushed_to.endswith("/commit/0") and "pushed to:" in report.format()
 
 
+PIPELINE_IMAGE = dict(mode="RGB", size=(80, 50), color=(200, 30, 90))
+
+
 def test_pipeline_with_the_package(converted) -> None:
+    """The pipeline preprocesses with the saved processor and names the model's top class with its label."""
     _, output, _ = converted
     classifier = pipeline("image-classification", model=str(output))
     assert isinstance(classifier.model, ManoForImageClassification)
-    predictions = classifier(Image.new("RGB", (80, 50), color=(200, 30, 90)), top_k=3)
-    assert sorted(p["label"] for p in predictions) == ["cat", "dog", "fox"]
-    assert AutoModelForImageClassification.from_pretrained(output).config.model_type == "mano"
+    image = Image.new(**PIPELINE_IMAGE)
+    (top,) = classifier(image, top_k=1)
+    model = AutoModelForImageClassification.from_pretrained(output).eval()
+    with torch.no_grad():
+        probabilities = model(**AutoImageProcessor.from_pretrained(output)(image, return_tensors="pt")).logits.softmax(-1)
+    assert top["label"] == model.config.id2label[probabilities.argmax().item()]
+    assert top["score"] == pytest.approx(probabilities.max().item(), rel=1e-5)
 
 
 def test_pipeline_without_the_package_through_remote_code(converted, tmp_path: Path) -> None:
@@ -467,10 +480,10 @@ def test_pipeline_without_the_package_through_remote_code(converted, tmp_path: P
         from transformers import pipeline
 
         classifier = pipeline("image-classification", model={str(output)!r}, trust_remote_code=True)
-        predictions = classifier(Image.new("RGB", (64, 64), color=(10, 200, 30)), top_k=3)
+        (top,) = classifier(Image.new(**{PIPELINE_IMAGE!r}), top_k=1)
         assert "transformers_mano" not in sys.modules
         print(type(classifier.model).__module__, type(classifier.model).__name__)
-        print(sorted(p["label"] for p in predictions))
+        print(top["label"], repr(top["score"]))
         """
     )
     environment = os.environ | {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
@@ -480,4 +493,6 @@ def test_pipeline_without_the_package_through_remote_code(converted, tmp_path: P
     assert result.returncode == 0, result.stderr[-3000:]
     module, name = result.stdout.splitlines()[-2].split()
     assert name == "ManoForImageClassification" and module.startswith("transformers_modules.")
-    assert result.stdout.splitlines()[-1] == "['cat', 'dog', 'fox']"
+    label, score = result.stdout.splitlines()[-1].split()
+    (top,) = pipeline("image-classification", model=str(output))(Image.new(**PIPELINE_IMAGE), top_k=1)
+    assert label == top["label"] and float(score) == pytest.approx(top["score"], rel=1e-5)

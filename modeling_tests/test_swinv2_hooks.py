@@ -104,6 +104,12 @@ def test_swinv2_attention_constants_that_the_fused_path_restates():
             torch.testing.assert_close(probs[:, 0], expected)
 
 
+def test_swinv2_layer_builds_its_shift_mask_on_a_given_device():
+    """MANO's paths build SwinV2's shift mask directly on the device of the grid (`device=` exists since 5.18)."""
+    parameters = inspect.signature(modeling_swinv2.Swinv2Layer.get_attn_mask).parameters
+    assert list(parameters)[1:] == ["height", "width", "dtype", "device"]
+
+
 def test_swinv2_stage_is_checkpointable():
     from transformers.modeling_layers import GradientCheckpointingLayer
 

@@ -27,13 +27,19 @@ from transformers_mano.benchmark.scaling import (
     write_results,
 )
 from transformers_mano.utils import machine_info
+from transformers_mano.utils.cli import run_main
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and every option's default in `--help`."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--output_dir", default=None, help="default: benchmark_results/<device>-<dtype>")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="data type of the weights and inputs")
+    parser.add_argument("--output_dir", default=None, help="results folder (None: benchmark_results/<device>-<dtype>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
     parser.add_argument("--layer_grids", type=int, nargs="*", default=[32, 64, 128, 256],
                         help="token grid sides of the layer sweep")
@@ -41,23 +47,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="largest grid side for the global-attention layers (quadratic cost)")
     parser.add_argument("--eager_max_grid", type=int, default=64,
                         help="largest grid side for eager global attention (it stores the N x N scores)")
-    parser.add_argument("--image_sizes", type=int, nargs="*", default=[256, 512, 1024])
+    parser.add_argument("--image_sizes", type=int, nargs="*", default=[256, 512, 1024],
+                        help="image sides (pixels) of the model sweep")
     parser.add_argument("--batch_sizes", type=int, nargs="*", default=[1, 16],
                         help="batch sizes of the model sweep; batches above 1 only at the first image size")
-    parser.add_argument("--layer_batch_size", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--layer_batch_size", type=int, default=1, help="batch size of the layer sweep")
+    parser.add_argument("--repeats", type=int, default=5, help="timed forwards per case (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed forwards before timing")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (None: torch's choice)")
     parser.add_argument("--skip_flops", action="store_true", help="do not count the FLOPs of the models")
     parser.add_argument("--only", choices=["layers", "models"], default=None, help="run one of the two sweeps")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> None:
     args = parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("--device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
-        return 2
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
     output_dir = args.output_dir or f"benchmark_results/{args.device.replace(':', '')}-{args.dtype}"
     common = dict(device=args.device, dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
     cases = []
@@ -86,16 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     folder = write_results(measurements, summary, info, output_dir, overwrite=args.overwrite)
 
     print(format_table(measurements))
-    print("\nscaling exponents (time, memory) over grids:")
+    print("\nscaling exponents (time, memory) over grids, with the R^2 of each log-log fit:")
     for kind, fit in summary["exponents"].items():
-        print(f"  {kind:13} time {fit['time']:.2f}  memory {fit['memory']:.2f}  grids {fit['grids']}")
+        time_fit, memory_fit = fit["time_fit"], fit["memory_fit"]
+        print(f"  {kind:13} time {time_fit['exponent']:.2f} (R^2 {time_fit['r_squared']:.2f})  memory "
+              f"{memory_fit['exponent']:.2f} (R^2 {memory_fit['r_squared']:.2f})  grids {fit['grids']}")
+        for name, item in (("time", time_fit), ("memory", memory_fit)):
+            if not item["trusted"]:
+                print(f"    the {name} exponent is not trustworthy: {item['reason']}; sweep more, larger grids")
     print("\nratios:")
     for name, value in summary["ratios"].items():
         print(f"  {name}: {value:.3f}")
     print(f"\nmachine: {json.dumps(info)}")
     print(f"written: {folder}/results.json, results.csv, scaling.png")
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_main(main))

@@ -5,21 +5,23 @@
 
 from __future__ import annotations
 
+import sys
 import argparse
 from pathlib import Path
 
+from transformers_mano.utils.cli import run_main
 from transformers_mano.physics.compare import comparison_table, load_results, plot_comparison, seed_table
 from transformers_mano.utils import atomic_write_text, check_new_output
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="run folders holding results.json")
     parser.add_argument("--output", default=None, help="prefix of the .md table and .png figure "
                         "(default: <parent of the first run>/darcy_comparison)")  # fmt: skip
     parser.add_argument("--sample", type=int, default=0, help="test sample shown in the figure (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing table and figure")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     runs = load_results(args.run_dirs)
     prefix = Path(args.output) if args.output else Path(args.run_dirs[0]).parent / "darcy_comparison"
@@ -34,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

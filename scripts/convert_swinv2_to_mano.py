@@ -6,7 +6,8 @@
         [--overwrite] [--push_to_hub --hub_model_id org/mano-tiny]
 
 Everything happens in `transformers_mano.conversion.convert_swinv2_checkpoint`; this script parses arguments and prints
-the conversion report. Publishing happens only with --push_to_hub.
+the conversion report. Publishing happens only with --push_to_hub. A failed conversion prints one line and writes
+nothing; `--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transformers_mano.conversion import ConversionError, convert_swinv2_checkpoint
+from transformers_mano.conversion import convert_swinv2_checkpoint
 from transformers_mano.conversion.swinv2_to_mano import MANO_COUNTERPARTS
 from transformers_mano.multipole import LEVEL_WEIGHTINGS, PROJECTOR_INITS, PROJECTOR_TYPES
+from transformers_mano.utils.cli import run_main
 
 
 def parse_levels(values: list[str]) -> str | list[int]:
@@ -56,42 +58,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         levels = parse_levels(args.levels)
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
-    try:
-        report = convert_swinv2_checkpoint(
-            args.swinv2_checkpoint,
-            args.output_dir,
-            num_levels=levels,
-            projector_init=args.projector_init,
-            projector_type=args.projector_type,
-            level_weighting=args.level_weighting,
-            num_labels=args.num_labels,
-            label_names=args.label_names,
-            overwrite=args.overwrite,
-            revision=args.revision,
-            cache_dir=args.cache_dir,
-            source_architecture_name=args.source_architecture,
-            num_check_inputs=args.num_check_inputs,
-            tolerance=args.tolerance,
-            base_model=args.base_model,
-            license=args.license,
-            card_template=args.card_template,
-            push_to_hub=args.push_to_hub,
-            hub_model_id=args.hub_model_id,
-            private=args.private,
-        )
-    except ConversionError as error:
-        print(f"conversion failed: {error}", file=sys.stderr)
-        return 1
+    report = convert_swinv2_checkpoint(
+        args.swinv2_checkpoint,
+        args.output_dir,
+        num_levels=levels,
+        projector_init=args.projector_init,
+        projector_type=args.projector_type,
+        level_weighting=args.level_weighting,
+        num_labels=args.num_labels,
+        label_names=args.label_names,
+        overwrite=args.overwrite,
+        revision=args.revision,
+        cache_dir=args.cache_dir,
+        source_architecture_name=args.source_architecture,
+        num_check_inputs=args.num_check_inputs,
+        tolerance=args.tolerance,
+        base_model=args.base_model,
+        license=args.license,
+        card_template=args.card_template,
+        push_to_hub=args.push_to_hub,
+        hub_model_id=args.hub_model_id,
+        private=args.private,
+    )
     print(report.format())
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

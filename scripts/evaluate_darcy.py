@@ -7,12 +7,14 @@ Writes evaluation[-<tag>].json into each run folder and prints the errors. See d
 
 from __future__ import annotations
 
+import sys
 import argparse
 
+from transformers_mano.utils.cli import run_main
 from transformers_mano.physics.evaluate import EvaluationArguments, evaluate_run
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="run folders written by scripts/train_darcy.py")
     parser.add_argument("--native_resolution", type=int, default=None,
@@ -22,7 +24,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=50, help="evaluation batch size (default 50)")
     parser.add_argument("--tag", default="", help="suffix of the output file: evaluation-<tag>.json")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing evaluation file")
-    args = EvaluationArguments(**vars(parser.parse_args()))
+    args = EvaluationArguments(**vars(parser.parse_args(argv)))
     for run_dir in args.run_dirs:
         tests = evaluate_run(run_dir, args)["test"]
         print(run_dir, " | ".join(f"{n}x{n}: rel L2 {m['relative_l2']:.4f}, rel MSE {m['relative_mse']:.5f}"
@@ -30,4 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

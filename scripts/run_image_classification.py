@@ -7,10 +7,14 @@
         --train_mode full --output_dir out/ --num_train_epochs 30
     torchrun --nproc_per_node 2 scripts/run_image_classification.py ...
 
-Arguments: `--help`, or docs/fine_tuning.md. Everything lives in `transformers_mano.image_classification`.
+Arguments: `--help`, or docs/fine_tuning.md. A mistake in the arguments or data prints one line; `--debug` shows the
+traceback. Everything lives in `transformers_mano.image_classification`.
 """
 
+import sys
+
 from transformers_mano.image_classification import main
+from transformers_mano.utils.cli import run_main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -6,15 +6,19 @@
 Resumes where it stopped. See docs/darcy.md.
 """
 
+import sys
+
 from transformers import HfArgumentParser
 
+from transformers_mano.utils.cli import run_main
 from transformers_mano.physics.sweep import SweepArguments, run_protocol
 
 
-def main() -> None:
-    (args,) = HfArgumentParser(SweepArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses()
+def main(argv: list[str]) -> None:
+    parser = HfArgumentParser(SweepArguments, description=__doc__.split("\n\n")[0])
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     run_protocol(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -252,11 +252,35 @@ def run_cases(cases: list[Case], isolate: bool) -> list[Measurement]:
     return results
 
 
-def fit_exponent(tokens: list[int], values: list[float]) -> float:
-    """Least-squares slope of log(value) against log(tokens): 1 is linear scaling, 2 quadratic."""
+# A fitted exponent is reported as trustworthy only over at least three sizes spanning 16x in tokens (two doublings
+# of the grid side), with the log-log line explaining at least 95 % of the variance, and a positive slope (more
+# tokens cannot cost less): short sweeps on a busy machine give exponents that are noise.
+TRUSTED_MIN_SIZES = 3
+TRUSTED_MIN_SPAN = 16.0
+TRUSTED_MIN_R_SQUARED = 0.95
+
+
+def fit_exponent(tokens: list[int], values: list[float]) -> dict[str, object]:
+    """Least-squares slope of log(value) against log(tokens) (1 is linear scaling, 2 quadratic) and its quality.
+
+    Returns `exponent`, `r_squared` (of the log-log fit) and `trusted` with, when False, the `reason`.
+    """
     xs, ys = [math.log(t) for t in tokens], [math.log(max(v, 1e-9)) for v in values]
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    residual = sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(xs, ys))
+    total = sum((y - mean_y) ** 2 for y in ys)
+    r_squared = 1.0 - residual / total if total > 0 else 0.0
+    reasons = []
+    if len(set(tokens)) < TRUSTED_MIN_SIZES:
+        reasons.append(f"{len(set(tokens))} sizes (< {TRUSTED_MIN_SIZES})")
+    if max(tokens) / min(tokens) < TRUSTED_MIN_SPAN:
+        reasons.append(f"tokens span {max(tokens) / min(tokens):.0f}x (< {TRUSTED_MIN_SPAN:.0f}x)")
+    if r_squared < TRUSTED_MIN_R_SQUARED:
+        reasons.append(f"R^2 {r_squared:.2f} (< {TRUSTED_MIN_R_SQUARED})")
+    if slope <= 0:
+        reasons.append("a negative slope")
+    return {"exponent": slope, "r_squared": r_squared, "trusted": not reasons, "reason": "; ".join(reasons)}
 
 
 def summarize(measurements: list[Measurement]) -> dict:
@@ -269,9 +293,13 @@ def summarize(measurements: list[Measurement]) -> dict:
     for kind, rows in layers.items():
         if len(rows) >= 2:
             tokens = [m.tokens for m in rows]
+            time_fit = fit_exponent(tokens, [m.median_ms for m in rows])
+            memory_fit = fit_exponent(tokens, [max(m.peak_memory_mb, 1e-3) for m in rows])
             summary["exponents"][kind] = {
-                "time": fit_exponent(tokens, [m.median_ms for m in rows]),
-                "memory": fit_exponent(tokens, [max(m.peak_memory_mb, 1e-3) for m in rows]),
+                "time": time_fit["exponent"],
+                "memory": memory_fit["exponent"],
+                "time_fit": time_fit,
+                "memory_fit": memory_fit,
                 "grids": [m.case.size for m in rows],
             }
     by_key = {(m.case.sweep, m.case.kind, m.case.size, m.case.batch_size): m for m in measurements}

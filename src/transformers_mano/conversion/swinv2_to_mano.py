@@ -562,7 +562,7 @@ def save_image_processor(checkpoint: str, config: ManoConfig, folder: Path, note
     statistics at the model's size (with a note) where the source has none."""
     try:
         with _quiet_transformers():
-            processor = AutoImageProcessor.from_pretrained(checkpoint, **hub_kwargs)
+            processor = AutoImageProcessor.from_pretrained(checkpoint, backend="pil", **hub_kwargs)  # no torchvision needed
     except (OSError, ValueError):
         processor = imagenet_image_processor(config.image_size)
         height, width = processor.size["height"], processor.size["width"]

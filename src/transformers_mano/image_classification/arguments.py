@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from .freezing import TRAIN_MODES
 
@@ -54,7 +56,7 @@ class ModelArguments:
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub downloads."})
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
-    token: str | None = field(default=None, metadata={"help": "Hub token (defaults to the stored login)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (None: the stored login)."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow checkpoint code from the Hub (not needed for MANO with this package)."}
     )
@@ -85,10 +87,10 @@ class DataTrainingArguments:
     validation_dir: str | None = field(default=None, metadata={"help": "Local validation image folder."})
     test_dir: str | None = field(default=None, metadata={"help": "Local test image folder."})
     image_column_name: str | None = field(
-        default=None, metadata={"help": "Image column (default: the preset's, or 'image')."}
+        default=None, metadata={"help": "Image column (None: the preset's, or 'image')."}
     )
     label_column_name: str | None = field(
-        default=None, metadata={"help": "Label column (default: the preset's, or 'label')."}
+        default=None, metadata={"help": "Label column (None: the preset's, or 'label')."}
     )
     train_split_name: str = field(default="train", metadata={"help": "Training split of --dataset_name."})
     validation_split_name: str | None = field(
@@ -111,11 +113,32 @@ class DataTrainingArguments:
 
 @dataclass
 class ImageClassificationTrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus the output guard that transformers 5 dropped (`overwrite_output_dir`)."""
+    """`TrainingArguments` with the defaults every run of the script uses (so `--help` shows what a run does), plus
+    the output guard that transformers 5 dropped (`overwrite_output_dir`)."""
 
+    output_dir: str | None = field(default=None, metadata={"help": "Run folder (None: outputs/<model>-<data>)."})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Write into a non-empty --output_dir. Without it the script refuses, unless resuming."},
+    )
+    do_train: bool = field(default=True, metadata={"help": "Train."})
+    do_eval: bool = field(default=True, metadata={"help": "Evaluate on the validation split after training."})
+    do_predict: bool = field(default=True, metadata={"help": "Evaluate on the test split, where there is one."})
+    eval_strategy: IntervalStrategy | str = field(
+        default="epoch", metadata={"help": "When to evaluate on the validation split during training."}
+    )
+    save_strategy: SaveStrategy | str = field(default="epoch", metadata={"help": "When to write a checkpoint."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
+    logging_steps: float = field(default=10, metadata={"help": "Log the training loss every this many steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep the image column: images are transformed on the fly."}
+    )
+    dataloader_pin_memory: bool = field(
+        default=torch.cuda.is_available(), metadata={"help": "Pin batches in memory (useful with a GPU only)."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Let DistributedDataParallel look for parameters without gradient (none in MANO/SwinV2)."},
     )
 
 

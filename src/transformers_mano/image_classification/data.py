@@ -209,6 +209,12 @@ def load_image_classification_splits(
         for folder in filter(None, (train_dir, validation_dir, test_dir)):
             if not os.path.isdir(folder):
                 raise ValueError(f"Image folder {folder!r} does not exist")
+            classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+            if len(classes) < 2:
+                raise ValueError(
+                    f"Image folder {folder!r} needs one sub-folder of images per class, at least two; it has "
+                    f"{len(classes)} sub-folder(s){': ' + classes[0] if classes else ''}"
+                )
         raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
         image_column, label_column = image_column_name or IMAGE_COLUMN, label_column_name or LABEL_COLUMN
         train_split = "train"

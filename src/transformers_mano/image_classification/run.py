@@ -59,21 +59,15 @@ SCRATCH_CONFIG = {
 }
 
 # Arguments every run starts from; anything on the command line overrides them (the last occurrence wins).
-BASE_ARGS = [
-    "--do_train", "true", "--do_eval", "true", "--do_predict", "true",
-    "--eval_strategy", "epoch", "--save_strategy", "epoch", "--save_total_limit", "2",
-    "--logging_steps", "10", "--remove_unused_columns", "false", "--report_to", "none",
-]  # fmt: skip
-
 # The embedded default's recipe (a tiny model from scratch on the digits), tuned to finish in minutes on 2 CPU cores.
-DIGITS_RECIPE_ARGS = [
-    "--num_train_epochs", "10", "--learning_rate", "3e-3", "--weight_decay", "0.05",
-    "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
-    "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128",
-    "--crop_scale_min", "0.8", "--hflip_probability", "0", "--seed", "42",
-    # 1,293 training images overfit a little towards the end: test the epoch that did best on validation.
-    "--load_best_model_at_end", "true", "--metric_for_best_model", "accuracy",
-]  # fmt: skip
+# It applies when no checkpoint and no data source are given; explicit arguments win. 1,293 training images overfit a
+# little towards the end, so the epoch that did best on validation is the one tested.
+DIGITS_RECIPE: dict[str, str] = {
+    "num_train_epochs": "10", "learning_rate": "3e-3", "weight_decay": "0.05", "lr_scheduler_type": "cosine",
+    "warmup_steps": "0.05", "per_device_train_batch_size": "32", "per_device_eval_batch_size": "128",
+    "crop_scale_min": "0.8", "hflip_probability": "0", "seed": "42", "load_best_model_at_end": "true",
+    "metric_for_best_model": "accuracy",
+}  # fmt: skip
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, ImageClassificationTrainingArguments)
 
@@ -99,21 +93,35 @@ def uses_embedded_recipe(model_args: ModelArguments, data_args: DataTrainingArgu
     return model_args.model_name_or_path is None and no_source and data_args.dataset in (None, EMBEDDED_DATASET)
 
 
+def build_parser() -> HfArgumentParser:
+    """The parser of the script; `--help` names, for each option of the digits recipe, the value that recipe uses."""
+    parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
+    for action in parser._actions:
+        name = action.option_strings[0].removeprefix("--") if action.option_strings else None
+        if name in DIGITS_RECIPE:
+            recipe = f"the embedded-digits run, with no checkpoint or data given, uses {DIGITS_RECIPE[name]}"
+            action.help = f"{action.help or ''} ({recipe})"
+    return parser
+
+
 def parse_arguments(
     argv: Sequence[str] | None = None,
 ) -> tuple[ModelArguments, DataTrainingArguments, ImageClassificationTrainingArguments]:
-    """Parse `argv` (default `sys.argv[1:]`, or one `.json` file) over `BASE_ARGS` and, for the embedded default,
-    `DIGITS_RECIPE_ARGS`; every explicit argument wins over those defaults."""
+    """Parse `argv` (default `sys.argv[1:]`, or one `.json` file); for the embedded default, over `DIGITS_RECIPE`.
+    Every explicit argument wins over those defaults."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser = build_parser()
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    # First pass: learn the model and data source, which decide the defaults.
-    model_args, data_args, _ = parser.parse_args_into_dataclasses(args=[*BASE_ARGS, "--output_dir", "unused", *argv])
-    defaults = [*BASE_ARGS, "--output_dir", default_output_dir(model_args, data_args)]
-    if uses_embedded_recipe(model_args, data_args):
-        defaults += DIGITS_RECIPE_ARGS
-    return parser.parse_args_into_dataclasses(args=[*defaults, *argv])
+        arguments = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    else:
+        # First pass: learn the model and data source, which decide the defaults (TrainingArguments would fill an
+        # unset output_dir with its own "trainer_output").
+        model_args, data_args, _ = parser.parse_args_into_dataclasses(args=argv)
+        defaults = ["--output_dir", default_output_dir(model_args, data_args)]
+        if uses_embedded_recipe(model_args, data_args):
+            defaults += [item for name, value in DIGITS_RECIPE.items() for item in (f"--{name}", value)]
+        arguments = parser.parse_args_into_dataclasses(args=[*defaults, *argv])
+    return arguments
 
 
 def check_distributed_setup(training_args: TrainingArguments) -> None:
@@ -198,7 +206,7 @@ def build_model_and_processor(
             path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
         )
         try:
-            image_processor = AutoImageProcessor.from_pretrained(path, **hub_kwargs)
+            image_processor = AutoImageProcessor.from_pretrained(path, backend="pil", **hub_kwargs)  # no torchvision needed
         except (OSError, ValueError):
             image_processor = imagenet_image_processor(config.image_size)
             logger.warning(f"{path!r} has no image processor; using a resize to {dict(image_processor.size)} with "
@@ -374,8 +382,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 __all__ = [
-    "BASE_ARGS",
-    "DIGITS_RECIPE_ARGS",
+    "DIGITS_RECIPE",
     "SCRATCH_CONFIG",
     "AugmentationEpochCallback",
     "build_model_and_processor",

@@ -30,8 +30,8 @@ class EvaluationArguments:
         default=None,
         metadata={"help": "MANO only: run grids that are multiples of this side as interleaved sub-grids (e.g. 16)."},
     )
-    data: str | None = field(default=None, metadata={"help": "Data set (default: each run's own)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Data cache (default: the datasets cache)."})
+    data: str | None = field(default=None, metadata={"help": "Data set (None: each run's own)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the run's, else the datasets cache)."})
     batch_size: int = field(default=50, metadata={"help": "Evaluation batch size."})
     tag: str = field(default="", metadata={"help": "Suffix of the output file: evaluation-<tag>.json."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing evaluation file."})

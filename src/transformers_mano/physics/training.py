@@ -61,9 +61,9 @@ class DarcyModelArguments:
     hidden_size: int = field(default=64, metadata={"help": "MANO: token width (the baselines match its size)."})
     num_layers: int = field(default=4, metadata={"help": "Blocks (MANO, ViT) or Fourier layers (FNO)."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads (MANO, ViT)."})
-    head_dim: int | None = field(default=None, metadata={"help": "MANO: width of a head (default hidden/heads)."})
+    head_dim: int | None = field(default=None, metadata={"help": "MANO: width of a head (None: hidden_size / num_heads)."})
     intermediate_size: int | None = field(
-        default=None, metadata={"help": "MANO: hidden width of the MLPs (default 2 x hidden_size)."}
+        default=None, metadata={"help": "MANO: hidden width of the MLPs (None: 2 x hidden_size)."}
     )
     window_size: int = field(default=2, metadata={"help": "MANO: side k of the k x k attention windows."})
     window_stride: int = field(default=1, metadata={"help": "MANO: stride between windows (< k overlaps)."})
@@ -75,7 +75,7 @@ class DarcyModelArguments:
     fno_modes: int = field(default=8, metadata={"help": "FNO: Fourier modes kept per axis."})
     match_parameters: int | None = field(
         default=None,
-        metadata={"help": "Baselines: parameter count to match (default: the MANO of these arguments)."},
+        metadata={"help": "Baselines: parameter count to match (None: the MANO of these arguments)."},
     )
 
     def __post_init__(self) -> None:
@@ -96,11 +96,11 @@ class DarcyDataArguments:
         },
     )
     data_source: str | None = field(
-        default=None, metadata={"help": "neuralop_darcy_16 only: a neuraloperator 0.2.0/0.3.0 wheel or folder."}
+        default=None, metadata={"help": "neuralop_darcy_16 only: a neuraloperator 0.2.0/0.3.0 wheel or folder to read the files from (None: pip downloads the 0.3.0 wheel from PyPI)."}
     )
-    cache_dir: str | None = field(default=None, metadata={"help": "Data cache (default: the datasets cache)."})
-    num_train: int | None = field(default=None, metadata={"help": "Keep the first training samples (default all)."})
-    num_test: int | None = field(default=None, metadata={"help": "Test samples per resolution (default all)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the datasets cache)."})
+    num_train: int | None = field(default=None, metadata={"help": "Keep the first training samples (None: all)."})
+    num_test: int | None = field(default=None, metadata={"help": "Test samples per resolution (None: all)."})
     validation_size: int = field(default=100, metadata={"help": "Training samples held out for validation."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the validation split (kept apart from --seed)."})
     train_resolution: int = field(default=16, metadata={"help": "PDEBench files: training grid side."})
@@ -113,7 +113,7 @@ class DarcyDataArguments:
 class DarcyTrainingArguments(TrainingArguments):
     """`TrainingArguments` with the defaults of the Darcy protocol (docs/darcy.md), and a few run options."""
 
-    output_dir: str | None = field(default=None, metadata={"help": "Run folder (default: out/darcy/<model>)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Run folder (None: out/darcy/<model>)."})
     do_train: bool = field(default=True, metadata={"help": "Train (a run always does)."})
     num_train_epochs: float = field(default=100.0, metadata={"help": "Training epochs."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate of AdamW."})
@@ -138,7 +138,7 @@ class DarcyTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Train into a non-empty --output_dir (else refused, unless resuming)."}
     )
-    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)."})
+    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (None: torch's choice)."})
     num_saved_predictions: int = field(default=4, metadata={"help": "Test samples saved per resolution."})
 
 
@@ -397,12 +397,10 @@ def parse_arguments(argv: Sequence[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
     if len(argv) == 1 and argv[0].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if training_args.output_dir is None:
-        training_args.output_dir = default_output_dir(model_args)
-    return model_args, data_args, training_args
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    # TrainingArguments would fill an unset output_dir with its own "trainer_output": default to out/darcy/<model>
+    model_args, _, _ = parser.parse_args_into_dataclasses(args=argv)
+    return parser.parse_args_into_dataclasses(args=["--output_dir", default_output_dir(model_args), *argv])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, object]:

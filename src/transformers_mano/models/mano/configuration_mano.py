@@ -129,6 +129,16 @@ class ManoConfig(Swinv2Config):
                     f"sampling_rate {self.sampling_rate}"
                 )
 
+    @classmethod
+    def get_config_dict(cls, *args, **kwargs):
+        """`PreTrainedConfig.get_config_dict`, reading a SwinV2 `config.json` as a MANO one: every SwinV2
+        configuration is a valid MANO configuration (loading a SwinV2 checkpoint into a MANO class is intended, and
+        transformers would otherwise warn that the two model types differ)."""
+        config_dict, kwargs = super().get_config_dict(*args, **kwargs)
+        if config_dict.get("model_type") == "swinv2":
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return config_dict, kwargs
+
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
         """`PreTrainedConfig.save_pretrained`, then the code of every MANO class beside config.json, on public
         transformers API (`remote_code.write_remote_code`), so the folder loads with `trust_remote_code=True` on any

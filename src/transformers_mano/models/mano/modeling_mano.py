@@ -51,6 +51,8 @@ class ManoEmbeddings(Swinv2Embeddings):
         interpolate_pos_encoding: bool = False,
     ) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, num_channels, H, W) pixels -> (B, H/p * W/p, embed_dim) tokens and the token grid (H/p, W/p)."""
+        if pixel_values is None:
+            raise ValueError("pixel_values are required: (batch_size, num_channels, height, width) images")
         if pixel_values.ndim != 4:
             raise ValueError(
                 f"pixel_values must be (batch_size, num_channels, height, width), got shape {tuple(pixel_values.shape)}"
@@ -248,7 +250,6 @@ class ManoStage(Swinv2Stage):
             for i in range(depth)
         )
         self.downsample = downsample(input_resolution, dim=dim, norm_layer=nn.LayerNorm) if downsample else None
-        self.pointing = False
 
 
 class ManoEncoder(Swinv2Encoder):
