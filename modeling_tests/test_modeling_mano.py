@@ -57,6 +57,8 @@ def swinv2_config(tester) -> Swinv2Config:
 
 
 def projector_keys(model: torch.nn.Module) -> set[str]:
+    """The state-dict keys a MANO model holds beyond SwinV2's, told by name (independently of the model's own
+    `projector_parameter_names`, which the tests below hold to it)."""
     return {key for key in model.state_dict() if key.endswith((".down.weight", ".up.weight"))}
 
 
@@ -107,7 +109,7 @@ def test_level_plan_of_tiny_tester(tester):
     levels = [[block.num_levels for block in stage.blocks] for stage in model.encoder.layers]
     assert levels == [[3, 3], [2, 2]]
     # one shared down/up pair per multi-level layer, nothing more
-    assert len(projector_keys(model)) == 2 * 4
+    assert len(projector_keys(model)) == 2 * 4 and set(model.projector_parameter_names()) == projector_keys(model)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The Darcy protocol: a learning-rate sweep per model (chosen on validation), then more seeds, then a summary.
 
     python scripts/sweep_darcy.py --output_dir out/darcy-protocol            # MANO, FNO, ViT; 1e-3, 3e-3, 1e-2
-    python scripts/sweep_darcy.py --models mano --tag -nopos --run_args "--positional_embedding none"
+    python scripts/sweep_darcy.py --models mano --tag nopos --run_args "--positional_embedding none"
 
 Resumes where it stopped. See docs/darcy.md.
 """

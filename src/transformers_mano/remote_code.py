@@ -168,6 +168,24 @@ def remote_code_files(*entry_modules: str) -> dict[str, str]:
     return files
 
 
+class RemoteCodeConfigMixin:
+    """`save_pretrained` of this package's configurations: `config.json`, then the code of the model family
+    (`remote_code_modules`, set by each configuration) beside it, on public transformers API. A model's
+    `save_pretrained` saves its configuration through here, so its folder gets the code too."""
+
+    remote_code_modules: tuple[str, ...] = ()
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        if push_to_hub:  # `push_to_hub` saves through this method into a folder of its own, code included
+            repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
+            self.save_pretrained(save_directory)
+            return self.push_to_hub(repo_id, **kwargs)
+        module = type(self).__module__.rsplit(".", 1)[-1]
+        self.auto_map = getattr(self, "auto_map", None) or {"AutoConfig": f"{module}.{type(self).__name__}"}
+        super().save_pretrained(save_directory, **kwargs)
+        write_remote_code(self, save_directory)
+
+
 def write_remote_code(config: object, save_directory: str | os.PathLike) -> list[str]:
     """Write the code of `config`'s model family (its class's `remote_code_modules`) into `save_directory`.
 
@@ -188,6 +206,7 @@ def write_remote_code(config: object, save_directory: str | os.PathLike) -> list
 
 __all__ = [
     "PUBLIC_API",
+    "RemoteCodeConfigMixin",
     "RemoteCodeError",
     "check_public_imports",
     "remote_code_files",

@@ -43,7 +43,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from ..models.mano.configuration_mano import MANO_FIELDS, ManoConfig
+from ..models.mano.configuration_mano import MANO_FIELDS, ManoConfig, image_size_pair
 from ..models.mano.image_processing_mano import imagenet_image_processor
 from ..models.mano.modeling_mano import (
     ManoBackbone,
@@ -298,7 +298,7 @@ def max_output_difference(
 ) -> float:
     """Largest |difference| between two models' outputs on `num_inputs` random images, both run in `dtype`."""
     config = model.config
-    size = config.image_size if isinstance(config.image_size, (list, tuple)) else (config.image_size,) * 2
+    size = image_size_pair(config.image_size)
     generator = torch.Generator().manual_seed(seed)
     pixel_values = torch.randn(num_inputs, config.num_channels, *size, generator=generator, dtype=torch.float64)
     model, reference = copy.deepcopy(model).to(dtype).eval(), copy.deepcopy(reference).to(dtype).eval()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ..models.mano.modeling_mano import ManoLayer
+from ..models.mano.modeling_mano import ManoPreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -29,20 +29,11 @@ def head_parameter_names(model: nn.Module) -> set[str]:
 
 
 def projector_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the parameters of every MANO layer's `down`/`up` projectors (empty for SwinV2, or pool projectors)."""
-    projectors = {
-        id(module)
-        for layer in model.modules()
-        if isinstance(layer, ManoLayer)
-        for module in (layer.down, layer.up)
-        if module is not None
-    }
-    return {
-        f"{module_name}.{param_name}" if module_name else param_name
-        for module_name, module in model.named_modules()
-        if id(module) in projectors
-        for param_name, _ in module.named_parameters(recurse=True)
-    }
+    """Names of MANO's learned `down`/`up` projector weights (`ManoPreTrainedModel.projector_parameter_names`);
+    empty for SwinV2 models and parameter-free (pool) projectors."""
+    if isinstance(model, ManoPreTrainedModel):
+        return set(model.projector_parameter_names())
+    return set()
 
 
 def trainable_parameter_names(model: nn.Module, train_mode: str) -> set[str]:

@@ -16,8 +16,6 @@ mean relative L2 error as `loss` when given `labels`.
   enter as the (y, x) coordinates of each point in [0, 1], defined at every resolution.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +26,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..models.config_validators import above, at_least
 from ..models.mano_operator.modeling_mano_operator import grid_coordinates, relative_l2
 
 
@@ -67,42 +66,43 @@ class FieldOperatorMixin:
         return FieldOperatorOutput(loss=loss, predictions=predictions)
 
 
-def _check_normalization(config: PreTrainedConfig) -> None:
-    for name in ("input_std", "output_std"):
-        if getattr(config, name) <= 0:
-            raise ValueError(f"{type(config).__name__}.{name} must be > 0, got {getattr(config, name)!r}")
+@strict
+class FieldOperatorConfig(PreTrainedConfig):
+    r"""
+    What every baseline operator's configuration holds: its field channels and the normalisation fitted on the
+    training set (as `ManoOperatorConfig` does).
+
+    in_channels, out_channels (`int`, default 1): channels of the input and output fields.
+    input_mean, input_std, output_mean, output_std (`float`): inputs become `(a - input_mean) / input_std`, outputs
+        `u * output_std + output_mean`.
+    """
+
+    in_channels: int = at_least(1)(default=1)
+    out_channels: int = at_least(1)(default=1)
+    input_mean: float = 0.0
+    input_std: float = above(0.0)(default=1.0)
+    output_mean: float = 0.0
+    output_std: float = above(0.0)(default=1.0)
 
 
 # --- FNO ------------------------------------------------------------------------------------------------------
 
 
 @strict
-class FnoOperatorConfig(PreTrainedConfig):
+class FnoOperatorConfig(FieldOperatorConfig):
     r"""
-    Configuration of `FnoOperatorModel`.
+    Configuration of `FnoOperatorModel` (with the fields of `FieldOperatorConfig`).
 
     hidden_channels (`int`, defaults to 32): width of every Fourier layer.
     num_modes (`int`, defaults to 8): Fourier modes kept per axis.
     num_hidden_layers (`int`, defaults to 4): Fourier layers.
-    in_channels, out_channels (`int`, default 1): channels of the input and output fields.
-    input_mean, input_std, output_mean, output_std (`float`): normalisation fitted on the training set.
     """
 
     model_type = "fno_operator"
 
-    in_channels: int = 1
-    out_channels: int = 1
-    hidden_channels: int = 32
-    num_modes: int = 8
-    num_hidden_layers: int = 4
-    input_mean: float = 0.0
-    input_std: float = 1.0
-    output_mean: float = 0.0
-    output_std: float = 1.0
-
-    def __post_init__(self, **kwargs):
-        _check_normalization(self)
-        super().__post_init__(**kwargs)
+    hidden_channels: int = at_least(1)(default=32)
+    num_modes: int = at_least(1)(default=8)
+    num_hidden_layers: int = at_least(1)(default=4)
 
 
 class FnoOperatorModel(FieldOperatorMixin, PreTrainedModel):
@@ -168,42 +168,32 @@ class FnoOperatorModel(FieldOperatorMixin, PreTrainedModel):
 
 
 @strict
-class VitOperatorConfig(PreTrainedConfig):
+class VitOperatorConfig(FieldOperatorConfig):
     r"""
-    Configuration of `VitOperatorModel`.
+    Configuration of `VitOperatorModel` (with the fields of `FieldOperatorConfig`).
 
     hidden_size (`int`, defaults to 64): token width.
     num_hidden_layers (`int`, defaults to 4): transformer blocks.
     num_attention_heads (`int`, defaults to 4): heads of every attention (must divide `hidden_size`).
     intermediate_size (`int`, defaults to 128): hidden width of the MLPs.
-    in_channels, out_channels (`int`, default 1): channels of the input and output fields.
     layer_norm_eps, initializer_range (`float`): as in `ManoOperatorConfig`.
-    input_mean, input_std, output_mean, output_std (`float`): normalisation fitted on the training set.
     """
 
     model_type = "vit_operator"
 
-    in_channels: int = 1
-    out_channels: int = 1
-    hidden_size: int = 64
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 128
+    hidden_size: int = at_least(1)(default=64)
+    num_hidden_layers: int = at_least(1)(default=4)
+    num_attention_heads: int = at_least(1)(default=4)
+    intermediate_size: int = at_least(1)(default=128)
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
-    input_mean: float = 0.0
-    input_std: float = 1.0
-    output_mean: float = 0.0
-    output_std: float = 1.0
 
-    def __post_init__(self, **kwargs):
+    def validate_heads(self) -> None:
+        """Heads split the width evenly."""
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"VitOperatorConfig.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
             )
-        _check_normalization(self)
-        super().__post_init__(**kwargs)
 
 
 class VitOperatorBlock(nn.Module):
@@ -282,6 +272,7 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "FieldOperatorConfig",
     "FieldOperatorOutput",
     "FnoOperatorConfig",
     "FnoOperatorModel",

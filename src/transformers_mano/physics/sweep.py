@@ -39,7 +39,7 @@ class SweepArguments:
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Seeds; the first picks the rate."})
     jobs: int = field(default=2, metadata={"help": "Runs at a time (each with one torch thread)."})
-    tag: str = field(default="", metadata={"help": "Suffix of the run names, for variants (e.g. '-nopos')."})
+    tag: str = field(default="", metadata={"help": "Name of a variant, in its run names (e.g. nopos: mano-nopos-...)."})
     run_args: str = field(
         default="", metadata={"help": "Arguments for every run of scripts/train_darcy.py, as one string."}
     )
@@ -53,7 +53,8 @@ class SweepArguments:
 
 
 def run_name(model: str, tag: str, learning_rate: float, seed: int) -> str:
-    return f"{model}{tag}-lr{learning_rate:g}-s{seed}"
+    """`<model>[-<tag>]-lr<learning rate>-s<seed>`, e.g. `mano-nopos-lr0.001-s1`."""
+    return f"{model}{'-' + tag if tag else ''}-lr{learning_rate:g}-s{seed}"
 
 
 def launch(run_dir: Path, model: str, learning_rate: float, seed: int, run_args: Sequence[str]) -> Path:
@@ -108,13 +109,14 @@ def run_protocol(args: SweepArguments) -> dict[str, object]:
     selected = [run for run in sweep_runs if run["learning_rate"] == chosen[run["model"]]] + seed_runs
     summary = {"chosen_learning_rates": chosen, "runs": [run["run_dir"] for run in sweep_runs + seed_runs],
                "selected_runs": [run["run_dir"] for run in selected]}  # fmt: skip
-    text = (f"# Darcy protocol{args.tag}\n\nLearning rate per model, chosen on validation: {chosen}\n\n"
+    suffix = f"-{args.tag}" if args.tag else ""
+    text = (f"# Darcy protocol{suffix}\n\nLearning rate per model, chosen on validation: {chosen}\n\n"
             f"## Chosen runs, mean ± half-range over seeds {args.seeds}\n\n"
-            f"{seed_table(selected, label=lambda run: run['model'] + args.tag)}\n\n"
+            f"{seed_table(selected, label=lambda run: run['model'] + suffix)}\n\n"
             f"## Every run\n\n{comparison_table(sweep_runs + seed_runs)}\n")  # fmt: skip
     output_dir = Path(args.output_dir)
-    atomic_write_text(output_dir / f"summary{args.tag}.md", text, overwrite=True)
-    atomic_write_text(output_dir / f"summary{args.tag}.json", json.dumps(summary, indent=2), overwrite=True)
+    atomic_write_text(output_dir / f"summary{suffix}.md", text, overwrite=True)
+    atomic_write_text(output_dir / f"summary{suffix}.json", json.dumps(summary, indent=2), overwrite=True)
     print(text)
     return summary
 

@@ -8,14 +8,13 @@ the checks read the annotations at run time.
 
 import difflib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 from huggingface_hub.dataclasses import as_validated_field, strict
 from transformers.models.swinv2.configuration_swinv2 import Swinv2Config
 
 from ...multipole import LevelWeighting, ProjectorInit, ProjectorType, coarse_grid_size, plan_num_levels
-from ...remote_code import write_remote_code
+from ...remote_code import RemoteCodeConfigMixin
 
 
 def image_size_pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -47,7 +46,7 @@ def coarsening_rate(value: int) -> None:
 
 
 @strict
-class ManoConfig(Swinv2Config):
+class ManoConfig(RemoteCodeConfigMixin, Swinv2Config):
     r"""
     Configuration of a MANO model (Multipole Attention Neural Operator, arXiv 2507.02748) of the SwinV2 family.
 
@@ -85,7 +84,7 @@ class ManoConfig(Swinv2Config):
     ```"""
 
     model_type = "mano"
-    # the modules whose code `save_pretrained` writes beside config.json (see `remote_code`)
+    # the modules whose code `save_pretrained` writes beside config.json (`RemoteCodeConfigMixin`)
     remote_code_modules = (__name__, __name__.rsplit(".", 1)[0] + ".modeling_mano")
 
     image_size: int | list[int] | tuple[int, int] = 256
@@ -138,18 +137,6 @@ class ManoConfig(Swinv2Config):
         if config_dict.get("model_type") == "swinv2":
             config_dict = {**config_dict, "model_type": cls.model_type}
         return config_dict, kwargs
-
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """`PreTrainedConfig.save_pretrained`, then the code of every MANO class beside config.json, on public
-        transformers API (`remote_code.write_remote_code`), so the folder loads with `trust_remote_code=True` on any
-        supported release. A model's `save_pretrained` goes through here too."""
-        if push_to_hub:  # `push_to_hub` saves through this method into a folder of its own, code included
-            repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
-            self.save_pretrained(save_directory)
-            return self.push_to_hub(repo_id, **kwargs)
-        self.auto_map = getattr(self, "auto_map", None) or {"AutoConfig": "configuration_mano.ManoConfig"}
-        super().save_pretrained(save_directory, **kwargs)
-        write_remote_code(self, save_directory)
 
     def stage_grid_sizes(self) -> list[tuple[int, int]]:
         """Token grid (height, width) of each stage at `image_size`, as SwinV2 plans its stages."""

@@ -4,14 +4,13 @@ Typed and checked the transformers way, as `ManoConfig` is: types (`Literal` cho
 init and on assignment, class validators (`validate_*`) at init and at save.
 """
 
-from pathlib import Path
 from typing import Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from ...multipole import LevelWeighting, ProjectorInit, ProjectorType, plan_num_levels
-from ...remote_code import write_remote_code
+from ...remote_code import RemoteCodeConfigMixin
 from ..config_validators import above, at_least
 
 PositionalEmbedding = Literal["none", "grid"]
@@ -19,7 +18,7 @@ POSITIONAL_EMBEDDINGS: tuple[str, ...] = get_args(PositionalEmbedding)
 
 
 @strict
-class ManoOperatorConfig(PreTrainedConfig):
+class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
     r"""
     Configuration of a `ManoOperatorModel`: a neural operator mapping fields on a 2-D grid to fields on the same grid
     with multipole attention (arXiv 2507.02748, physics model). Defaults are the settings seen in the official physics
@@ -86,7 +85,7 @@ class ManoOperatorConfig(PreTrainedConfig):
     ```"""
 
     model_type = "mano_operator"
-    # the modules whose code `save_pretrained` writes beside config.json (see `remote_code`)
+    # the modules whose code `save_pretrained` writes beside config.json (`RemoteCodeConfigMixin`)
     remote_code_modules = (__name__, __name__.rsplit(".", 1)[0] + ".modeling_mano_operator")
     # `Trainer` keeps only the predicted fields of an evaluation, not the hidden states
     keys_to_ignore_at_inference = ["last_hidden_state"]
@@ -121,17 +120,6 @@ class ManoOperatorConfig(PreTrainedConfig):
                 f"window_stride ({self.window_stride}) must not exceed window_size ({self.window_size}): windows "
                 "would leave grid points out"
             )
-
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """`PreTrainedConfig.save_pretrained`, then the operator's code beside config.json, on public transformers
-        API (`remote_code.write_remote_code`). A model's `save_pretrained` goes through here too."""
-        if push_to_hub:  # `push_to_hub` saves through this method into a folder of its own, code included
-            repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
-            self.save_pretrained(save_directory)
-            return self.push_to_hub(repo_id, **kwargs)
-        self.auto_map = getattr(self, "auto_map", None) or {"AutoConfig": "configuration_mano_operator.ManoOperatorConfig"}
-        super().save_pretrained(save_directory, **kwargs)
-        write_remote_code(self, save_directory)
 
     def levels_for(self, height: int, width: int) -> int:
         """Level count of every block on a (height, width) grid (see `num_levels`)."""
