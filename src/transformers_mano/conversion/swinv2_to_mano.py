@@ -22,13 +22,10 @@ import pickle
 import re
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from string import Template
 
 import torch
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub import HfApi
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from torch import nn
@@ -52,8 +49,9 @@ from ..models.mano.modeling_mano import (
     ManoModel,
     ManoPreTrainedModel,
 )
-from ..multipole import PROJECTOR_INITS, coarse_grid_size
+from ..multipole import PROJECTOR_INITS
 from ..utils import OutputExistsError, atomic_directory
+from .report import ConversionReport, level_plan, render_model_card
 
 # SwinV2 class (as `config.architectures` names it) -> its MANO counterpart, and the SwinV2 class itself.
 MANO_COUNTERPARTS: dict[str, type[ManoPreTrainedModel]] = {
@@ -68,12 +66,6 @@ SWINV2_CLASSES: dict[str, type[nn.Module]] = {
     "Swinv2ForMaskedImageModeling": Swinv2ForMaskedImageModeling,
     "Swinv2Backbone": Swinv2Backbone,
 }
-_AUTO_CLASS_NAMES = {
-    "ManoModel": "AutoModel",
-    "ManoForImageClassification": "AutoModelForImageClassification",
-    "ManoForMaskedImageModeling": "AutoModelForMaskedImageModeling",
-    "ManoBackbone": "AutoBackbone",
-}
 # Checkpoint entries a target may leave unread, with the reason: tables older SwinV2 checkpoints saved that models
 # now recompute, and the parts of other heads.
 _LEFT_UNREAD = (
@@ -87,7 +79,6 @@ _LEFT_UNREAD = (
 _FILE_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path", "auto_map")
 # A Hub repository id: "name" or "owner/name".
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-CARD_TEMPLATE = "model_card_template.md"
 
 
 class ConversionError(ValueError):
@@ -305,129 +296,14 @@ def max_output_difference(
     ours, theirs = model(pixel_values.to(dtype)), reference(pixel_values.to(dtype))
     difference = 0.0
     for name in _outputs_to_compare(architecture):
-        for a, b in zip(torch.utils._pytree.tree_leaves(ours[name]), torch.utils._pytree.tree_leaves(theirs[name])):
+        for a, b in zip(_tensors(ours[name]), _tensors(theirs[name]), strict=True):
             difference = max(difference, (a.double() - b.double()).abs().max().item())
     return difference
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Report
-
-
-@dataclass
-class StagePlan:
-    """Levels of one stage at `config.image_size`: the grid each level attends on, and its projector count."""
-
-    stage: int
-    grid: tuple[int, int]
-    num_levels: int
-    level_grids: list[tuple[int, int]]
-    num_layers: int
-    projector_parameters: int
-
-    def describe(self) -> str:
-        grids = " -> ".join(f"{h}x{w}" for h, w in self.level_grids)
-        projectors = f", +{self.projector_parameters:,} projector parameters" if self.projector_parameters else ""
-        return f"stage {self.stage}: {self.num_levels} level(s) ({grids}) in {self.num_layers} layer(s){projectors}"
-
-
-def level_plan(config: ManoConfig) -> list[StagePlan]:
-    """The per-stage level plan of `config` at its `image_size`."""
-    plans = []
-    r = config.sampling_rate
-    for stage, (levels, (height, width), depth) in enumerate(
-        zip(config.resolved_num_levels(), config.stage_grid_sizes(), config.depths), start=1
-    ):
-        channels = int(config.embed_dim * 2 ** (stage - 1))
-        owns_projectors = levels > 1 and config.projector_type == "conv"
-        plans.append(
-            StagePlan(
-                stage=stage,
-                grid=(height, width),
-                num_levels=levels,
-                level_grids=[coarse_grid_size(height, width, r, step) for step in range(levels)],
-                num_layers=depth,
-                projector_parameters=2 * depth * channels * channels * r * r if owns_projectors else 0,
-            )
-        )
-    return plans
-
-
-@dataclass
-class ConversionReport:
-    """What a conversion did; `format()` gives the text the conversion script prints.
-
-    `max_abs_diff` is the largest |difference| between the outputs (`compared_output`) of the converted model and
-    its SwinV2 twin (the source weights, and the same new classifier where one was added) on `num_check_inputs`
-    random inputs, both run in float64, where the two compute the same function up to float64 rounding (~1e-12).
-    `max_abs_diff_float32` is the same difference in float32, as the models usually run: at trained logit scales
-    float32 rounding alone moves SwinV2's own outputs by about 1e-4, so it says nothing about exactness. Both are
-    None when the check was skipped.
-    """
-
-    source: str
-    output_dir: Path
-    source_architecture: str
-    target_architecture: str
-    source_parameters: int
-    source_body_parameters: int
-    target_parameters: int
-    projector_parameters: int
-    level_plan: list[StagePlan]
-    projector_init: str
-    projector_type: str
-    level_weighting: str
-    compared_output: str
-    num_check_inputs: int
-    max_abs_diff: float | None
-    max_abs_diff_float32: float | None
-    exact_expected: bool
-    head: str
-    dropped: dict[str, str]
-    files: list[str]
-    notes: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    pushed_to: str | None = None
-
-    @property
-    def delta(self) -> int:
-        """Target minus source parameter count."""
-        return self.target_parameters - self.source_parameters
-
-    def format(self) -> str:
-        """The report as printed by `scripts/convert_swinv2_to_mano.py`."""
-        relative = 100.0 * self.delta / self.source_parameters
-        relative_body = 100.0 * self.projector_parameters / self.source_body_parameters
-        if self.max_abs_diff is None:
-            check = "not run (num_check_inputs = 0)"
-        else:
-            expectation = "the same function expected" if self.exact_expected else "differs by design"
-            check = (f"{self.max_abs_diff:.3e} in float64 over {self.num_check_inputs} random input(s) "
-                     f"({expectation}); float32: {self.max_abs_diff_float32:.3e}")  # fmt: skip
-        lines = [
-            f"source:            {self.source} ({self.source_architecture})",
-            f"target:            {self.output_dir} ({self.target_architecture})",
-            f"parameters:        {self.source_parameters:,} -> {self.target_parameters:,} "
-            f"(delta {self.delta:+,}, {relative:+.2f} %)",
-            f"projectors:        +{self.projector_parameters:,} ({relative_body:+.2f} % of the "
-            f"{self.source_body_parameters:,} parameters of the source without its head)",
-            f"                   type {self.projector_type}, init {self.projector_init}, "
-            f"level weighting {self.level_weighting}",
-            "level plan:",
-            *(f"  {plan.describe()}" for plan in self.level_plan),
-            f"head:              {self.head}",
-            f"max |{self.compared_output} diff|: {check}",
-        ]
-        if self.dropped:
-            reasons: dict[str, int] = {}
-            for reason in self.dropped.values():
-                reasons[reason] = reasons.get(reason, 0) + 1
-            lines.append("not carried over:  " + "; ".join(f"{n} x {reason}" for reason, n in reasons.items()))
-        lines += [f"note:              {note}" for note in self.notes]
-        lines.append("files:             " + ", ".join(self.files))
-        if self.pushed_to:
-            lines.append(f"pushed to:         {self.pushed_to}")
-        return "\n".join(lines)
+def _tensors(value: torch.Tensor | tuple) -> list[torch.Tensor]:
+    """The tensors of an output: one, or the feature maps of a backbone."""
+    return [value] if isinstance(value, torch.Tensor) else [tensor for item in value for tensor in _tensors(item)]
 
 
 def _describe(
@@ -484,77 +360,6 @@ def _describe(
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Writing the repository
-
-
-def render_model_card(
-    report: ConversionReport,
-    model_id: str,
-    base_model: str | None,
-    license: str,
-    template: str | os.PathLike | None = None,
-) -> ModelCard:
-    """The model card of a converted checkpoint: Hub metadata from `ModelCardData`, text from the template
-    (the one shipped in this package unless `template` names another file)."""
-    if template is None:
-        text = resources.files(__package__).joinpath(CARD_TEMPLATE).read_text()
-    elif Path(template).is_file():
-        text = Path(template).read_text()
-    else:
-        raise ConversionError(f"model card template {template} not found")
-    is_classifier = report.target_architecture == "ManoForImageClassification"
-    pipeline_tag = "image-classification" if is_classifier else "image-feature-extraction"
-    card_data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag=pipeline_tag,
-        license=license,
-        base_model=base_model,
-        tags=["mano", "multipole-attention", "swinv2", "vision", pipeline_tag],
-    )
-    labels = report.labels
-    shown_labels = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
-    source = base_model or Path(report.source).name  # never a local path in a published card
-    if report.max_abs_diff is None:
-        check_text = "The numeric check against the source was skipped at conversion time."
-    else:
-        check_text = (
-            f"At conversion, the largest |{report.compared_output} difference| between this model and the source "
-            f"SwinV2 on {report.num_check_inputs} random inputs was {report.max_abs_diff:.3e} with both run in "
-            f"float64 and {report.max_abs_diff_float32:.3e} in float32"
-            + (" (the same function: float32 differences are rounding, which the logit scales of SwinV2 amplify)."
-               if report.exact_expected else " (the far field is active from the start, so outputs differ by design).")
-        )  # fmt: skip
-    if report.exact_expected:
-        starting_point = (
-            f"Freshly converted: this model computes what `{source}` computes (the `up` projectors start at zero), "
-            "so its coarse levels contribute nothing until the model is fine-tuned."
-        )
-    else:
-        starting_point = (
-            f"Freshly converted with projector initialisation `{report.projector_init}` (type "
-            f"`{report.projector_type}`): the coarse levels contribute from the start, so outputs differ from "
-            f"`{source}` and the model needs fine-tuning before use."
-        )
-    body = Template(text).substitute(
-        metadata=card_data.to_yaml(),
-        model_id=model_id,
-        source=source,
-        starting_point=starting_point,
-        task=pipeline_tag,
-        auto_class=_AUTO_CLASS_NAMES[report.target_architecture],
-        target_architecture=report.target_architecture,
-        level_plan="\n".join(f"  - {plan.describe()}" for plan in report.level_plan),
-        levels=" ".join(str(plan.num_levels) for plan in report.level_plan),
-        source_parameters=f"{report.source_parameters:,}",
-        target_parameters=f"{report.target_parameters:,}",
-        delta=f"{report.delta:+,}",
-        projector_init=report.projector_init,
-        projector_type=report.projector_type,
-        level_weighting=report.level_weighting,
-        head=report.head,
-        labels=shown_labels or "none (feature extractor)",
-        numeric_check=check_text,
-    )
-    return ModelCard(body)
 
 
 def save_image_processor(checkpoint: str, config: ManoConfig, folder: Path, notes: list[str], **hub_kwargs) -> None:
@@ -702,7 +507,10 @@ def convert_swinv2_checkpoint(
             save_image_processor(checkpoint, config, staging, report.notes, **hub_kwargs)
             _check_reload(mano_class, model, staging)
             report.files = sorted([*(path.name for path in staging.iterdir()), "README.md"])
-            card = render_model_card(report, hub_model_id or output_dir.name, base_model, license, card_template)
+            try:
+                card = render_model_card(report, hub_model_id or output_dir.name, base_model, license, card_template)
+            except FileNotFoundError as error:
+                raise ConversionError(str(error)) from error
             card.save(staging / "README.md")
     except OutputExistsError as error:
         raise ConversionError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it") from error
@@ -719,15 +527,12 @@ __all__ = [
     "MANO_COUNTERPARTS",
     "ConversionError",
     "ConversionReport",
-    "StagePlan",
     "build_mano_config",
     "convert_swinv2_checkpoint",
-    "level_plan",
     "load_into_mano",
     "max_output_difference",
     "push_folder_to_hub",
     "read_source_config",
-    "render_model_card",
     "source_architecture",
     "swinv2_twin",
     "swinv2_twin_config",
