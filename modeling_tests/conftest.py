@@ -96,24 +96,7 @@ def tester() -> ManoModelTester:
 # Trained-like weights and numeric comparisons
 
 
-@torch.no_grad()
-def make_trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give a SwinV2-family model the parameter ranges of trained checkpoints, which fresh ones never reach.
-
-    - logit scales: per head, uniform in [log 10, log 100] (initialisation gives 10, the clamp is 100), and one
-      head per layer beyond the clamp (log 200, clamped to 100);
-    - continuous position bias: the MLP's last layer scaled up so that 16 * sigmoid(.) sits near its bounds 0 and 16;
-    - every other weight: as initialised.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    for name, parameter in model.named_parameters():
-        if name.endswith("logit_scale"):
-            scales = torch.empty(parameter.shape).uniform_(math.log(10), math.log(100), generator=generator)
-            scales.view(-1)[0] = math.log(200)
-            parameter.copy_(scales)
-        elif name.endswith("continuous_position_bias_mlp.2.weight"):
-            parameter.mul_(30.0)
-    return model
+from transformers_mano.conversion.stand_in import make_trained_like  # noqa: E402  (re-exported for tests)
 
 
 # float32 unit roundoff
