@@ -361,6 +361,12 @@ def test_runs_are_evaluated_again_with_sub_grid_inference(tiny_runs, tmp_path: P
         expected = relative_errors(model(inputs).predictions.numpy(), targets.numpy())["relative_mse"]
     assert evaluation["test"]["16"]["relative_mse"] == pytest.approx(expected, rel=1e-5)
     assert json.loads((mano / "evaluation-n8.json").read_text())["native_resolution"] == 8
+    saved = np.load(mano / "predictions_16-n8.npz")
+    with torch.no_grad():
+        np.testing.assert_allclose(saved["prediction"], model(inputs[:2]).predictions[..., 0].numpy(), rtol=1e-5,
+                                   atol=1e-6)  # fmt: skip
+    figure = plot_comparison(load_results([mano, vit]), tmp_path / "tagged.png", tag="n8")  # MANO's tagged, ViT's own
+    assert figure.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(OutputExistsError):
         evaluate_run(mano, args)
     with pytest.raises(ValueError, match="applies to MANO operators"):

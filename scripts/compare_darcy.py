@@ -20,6 +20,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output", default=None, help="prefix of the .md table and .png figure "
                         "(default: <parent of the first run>/darcy_comparison)")  # fmt: skip
     parser.add_argument("--sample", type=int, default=0, help="test sample shown in the figure (default 0)")
+    parser.add_argument("--tag", default=None,
+                        help="show the predictions of scripts/evaluate_darcy.py --tag TAG where a run has them")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing table and figure")
     args = parser.parse_args(argv)
 
@@ -31,7 +33,7 @@ def main(argv: list[str]) -> None:
     table = comparison_table(runs) + "\n\n" + seed_table(runs)
     print(table)
     atomic_write_text(table_path, table + "\n", overwrite=args.overwrite)
-    plot_comparison(runs, figure_path, sample=args.sample, overwrite=args.overwrite)
+    plot_comparison(runs, figure_path, sample=args.sample, overwrite=args.overwrite, tag=args.tag)
     print(f"wrote {table_path} and {figure_path}")
 
 

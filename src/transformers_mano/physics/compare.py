@@ -79,8 +79,14 @@ def seed_table(runs: list[dict[str, object]], label=lambda run: run["model"]) ->
     return "\n".join(lines)
 
 
-def plot_comparison(runs: list[dict[str, object]], path: str | Path, sample: int = 0, overwrite: bool = False) -> Path:
-    """PNG with one row per test resolution: input, truth, then each run's prediction and absolute error."""
+def plot_comparison(
+    runs: list[dict[str, object]], path: str | Path, sample: int = 0, overwrite: bool = False, tag: str | None = None
+) -> Path:
+    """PNG with one row per test resolution: input, truth, then each run's prediction and absolute error.
+
+    With `tag`, a run's predictions from `scripts/evaluate_darcy.py --tag <tag>` (and their errors) are shown where
+    it has them (`predictions_<n>-<tag>.npz`, `evaluation-<tag>.json`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,7 +96,16 @@ def plot_comparison(runs: list[dict[str, object]], path: str | Path, sample: int
     columns = 2 + 2 * len(runs)
     figure, axes = plt.subplots(len(resolutions), columns, figsize=(2.2 * columns, 2.4 * len(resolutions)), squeeze=False)
     for row, resolution in zip(axes, resolutions):
-        saved = [np.load(Path(run["run_dir"]) / f"predictions_{resolution}.npz") for run in runs]
+        saved, errors_of = [], []
+        for run in runs:
+            folder = Path(run["run_dir"])
+            tagged = folder / f"predictions_{resolution}-{tag}.npz" if tag else None
+            if tagged is not None and tagged.is_file():
+                saved.append(np.load(tagged))
+                errors_of.append(json.loads((folder / f"evaluation-{tag}.json").read_text())["test"][str(resolution)])
+            else:
+                saved.append(np.load(folder / f"predictions_{resolution}.npz"))
+                errors_of.append(run["test"][str(resolution)])
         truth = saved[0]["solution"][sample]
         vmin, vmax = float(truth.min()), float(truth.max())
         errors = [np.abs(s["prediction"][sample] - truth) for s in saved]
@@ -99,9 +114,9 @@ def plot_comparison(runs: list[dict[str, object]], path: str | Path, sample: int
         row[0].set_title(f"a(x), {resolution}x{resolution}", fontsize=8)
         row[1].imshow(truth, cmap="viridis", vmin=vmin, vmax=vmax)
         row[1].set_title("u(x) truth", fontsize=8)
-        for i, (run, s, error) in enumerate(zip(runs, saved, errors)):
+        for i, (run, s, error, metrics) in enumerate(zip(runs, saved, errors, errors_of)):
             name = Path(run["run_dir"]).name
-            mse = run["test"][str(resolution)]["relative_mse"]
+            mse = metrics["relative_mse"]
             row[2 + 2 * i].imshow(s["prediction"][sample], cmap="viridis", vmin=vmin, vmax=vmax)
             row[2 + 2 * i].set_title(f"{name}\n(test rel MSE {mse:.4f})", fontsize=8)
             row[3 + 2 * i].imshow(error, cmap="magma", vmin=0, vmax=error_max)

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoModel
 
 from ..models.mano_operator.modeling_mano_operator import ManoOperatorModel
-from ..utils import atomic_write_text, machine_info
+from ..utils import atomic_file, atomic_write_text, machine_info
 from . import baselines  # noqa: F401  registers the baselines with AutoModel
 from .data import as_tensors, load_darcy, split_resolutions
 from .training import relative_errors
@@ -33,7 +34,8 @@ class EvaluationArguments:
     data: str | None = field(default=None, metadata={"help": "Data set (None: each run's own)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the run's, else the datasets cache)."})
     batch_size: int = field(default=50, metadata={"help": "Evaluation batch size."})
-    tag: str = field(default="", metadata={"help": "Suffix of the output file: evaluation-<tag>.json."})
+    tag: str = field(default="", metadata={"help": "Suffix of the outputs: evaluation-<tag>.json, predictions_<n>-<tag>.npz."})
+    num_saved_predictions: int = field(default=4, metadata={"help": "Test samples saved per resolution."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing evaluation file."})
 
 
@@ -59,9 +61,15 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
         predictions = torch.cat([model(inputs[i : i + args.batch_size]).predictions
                                  for i in range(0, len(inputs), args.batch_size)])  # fmt: skip
         tests[str(resolution)] = relative_errors(predictions.numpy(), targets.numpy()) | {"num_samples": len(inputs)}
+        suffix = f"-{args.tag}" if args.tag else ""
+        keep = slice(0, args.num_saved_predictions)
+        with atomic_file(run_dir / f"predictions_{resolution}{suffix}.npz", overwrite=args.overwrite) as staged:
+            with staged.open("wb") as handle:
+                np.savez_compressed(handle, coefficient=inputs[keep, ..., 0].numpy(), solution=targets[keep, ..., 0].numpy(),
+                                    prediction=predictions[keep, ..., 0].numpy())  # fmt: skip
     evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution, "test": tests,
                   "machine": machine_info()}  # fmt: skip
-    name = f"evaluation-{args.tag}.json" if args.tag else "evaluation.json"
+    name = f"evaluation{suffix}.json"
     atomic_write_text(run_dir / name, json.dumps(evaluation, indent=2), overwrite=args.overwrite)
     return evaluation
 
