@@ -14,7 +14,7 @@ from huggingface_hub.errors import StrictDataclassError
 from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel
 
-from conftest import REFUSE_PACKAGE_IMPORT
+from conftest import FLOAT64_ATOL, FLOAT64_RTOL, REFUSE_PACKAGE_IMPORT
 from transformers_mano import ManoOperatorConfig, ManoOperatorModel
 from transformers_mano.models.mano_operator.modeling_mano_operator import (
     AUTO_MAP,
@@ -33,16 +33,24 @@ def fields(batch_size: int, side: int, channels: int = 1, seed: int = 0) -> torc
     return torch.rand(batch_size, side, side, channels, generator=torch.Generator().manual_seed(seed))
 
 
+def window_starts(side: int, window_size: int, window_stride: int) -> list[int]:
+    """Windows start at the origin and every `window_stride` points after it until one reaches the far edge."""
+    starts = [0]
+    while starts[-1] + window_size < side:
+        starts.append(starts[-1] + window_stride)
+    return starts
+
+
 def naive_window_attention(attention: ManoOperatorWindowAttention, grid: torch.Tensor) -> torch.Tensor:
-    """Loop over every k x k window (stride s, padded grid), attend among its real points, average the overlaps."""
+    """Loop over every k x k window, attend among its points inside the grid, average the overlaps."""
     batch_size, height, width, _ = grid.shape
     k, s, heads, head_dim = attention.window_size, attention.window_stride, attention.num_heads, attention.head_dim
     inner = heads * head_dim
     query, key, value = attention.qkv(attention.norm(grid)).split(inner, dim=-1)
-    total = torch.zeros(batch_size, height, width, inner)
-    count = torch.zeros(height, width)
-    for top in range(0, attention._padded_side(height) - k + 1, s):
-        for left in range(0, attention._padded_side(width) - k + 1, s):
+    total = torch.zeros(batch_size, height, width, inner, dtype=grid.dtype)
+    count = torch.zeros(height, width, dtype=grid.dtype)
+    for top in window_starts(height, k, s):
+        for left in window_starts(width, k, s):
             points = [(y, x) for y in range(top, top + k) for x in range(left, left + k) if y < height and x < width]
 
             def gather(tensor: torch.Tensor) -> torch.Tensor:
@@ -64,18 +72,20 @@ def naive_window_attention(attention: ManoOperatorWindowAttention, grid: torch.T
 )
 def test_window_attention_matches_a_naive_loop(window_size, window_stride, height, width) -> None:
     torch.manual_seed(0)
-    attention = ManoOperatorWindowAttention(tiny_config(window_size=window_size, window_stride=window_stride))
-    grid = torch.randn(2, height, width, 8)
+    config = tiny_config(window_size=window_size, window_stride=window_stride)
+    attention = ManoOperatorWindowAttention(config).double()
+    grid = torch.randn(2, height, width, 8, dtype=torch.float64)
     (output,) = attention([grid])
-    torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=1e-5, atol=1e-6)
+    # the same function in float64, summed in another order: see FLOAT64_ATOL
+    torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
 def test_window_attention_of_all_levels_at_once_equals_one_level_at_a_time() -> None:
     torch.manual_seed(0)
-    attention = ManoOperatorWindowAttention(tiny_config())
-    grids = [torch.randn(2, side, side + 1, 8) for side in (9, 5, 3, 2, 1)]
+    attention = ManoOperatorWindowAttention(tiny_config()).double()
+    grids = [torch.randn(2, side, side + 1, 8, dtype=torch.float64) for side in (9, 5, 3, 2, 1)]
     for output, grid in zip(attention(grids), grids, strict=True):
-        torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
 @pytest.mark.parametrize("side", [16, 32], ids=["16x16", "32x32"])
@@ -118,6 +128,28 @@ def test_every_parameter_gets_a_gradient(positional_embedding: str) -> None:
     output.loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("mode", ["autocast", "bfloat16-weights"])
+def test_bfloat16_runs_stay_close_to_float64(mode: str) -> None:
+    torch.manual_seed(0)
+    model = ManoOperatorModel(tiny_config(window_stride=1)).double()
+    inputs, labels = fields(2, 16).double(), fields(2, 16, seed=1).double()
+    with torch.no_grad():
+        reference = model(inputs).predictions
+    if mode == "autocast":
+        model.float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(inputs.float(), labels=labels.float())
+    else:
+        model.to(torch.bfloat16)
+        output = model(inputs.bfloat16(), labels=labels.bfloat16())
+    output.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    # bfloat16 rounds to 2^-9 relative; two blocks chain a few dozen roundings (about 7e-3 measured), so 5e-2
+    # (13 unit roundoffs) holds on any machine while a lost mask or a wrong overlap weight is off by O(1).
+    error = (output.predictions.double() - reference).norm() / reference.norm()
+    assert output.predictions.dtype == torch.bfloat16 and error < 5e-2
 
 
 def test_normalisation_is_part_of_the_model() -> None:
@@ -209,10 +241,10 @@ def test_native_resolution_runs_finer_grids_as_interleaved_sub_grids() -> None:
     """With native_resolution n, a 2n x 2n grid gives, on each of its four interleaved n x n sub-grids, what the
     model gives on that sub-grid alone (with the sub-grid's own coordinates taken from the fine grid)."""
     torch.manual_seed(0)
-    plain = ManoOperatorModel(tiny_config(positional_embedding="grid")).eval()
-    native = ManoOperatorModel(tiny_config(positional_embedding="grid", native_resolution=8)).eval()
+    plain = ManoOperatorModel(tiny_config(positional_embedding="grid")).double().eval()
+    native = ManoOperatorModel(tiny_config(positional_embedding="grid", native_resolution=8)).double().eval()
     native.load_state_dict(plain.state_dict())
-    fine = fields(2, 16)  # normalisation is the identity (mean 0, std 1) in this config
+    fine = fields(2, 16).double()  # normalisation is the identity (mean 0, std 1) in this config
     with torch.no_grad():
         output = native(fine).predictions
         assert torch.equal(native(fine[:, ::2, ::2]).predictions, plain(fine[:, ::2, ::2]).predictions)  # n x n
@@ -222,8 +254,8 @@ def test_native_resolution_runs_finer_grids_as_interleaved_sub_grids() -> None:
                 coordinates = grid_coordinates(16, 16, fine.device, fine.dtype)[:, i::2, j::2].expand(2, -1, -1, -1)
                 sub_grid = native.encode(fine[:, i::2, j::2], coordinates)
                 expected = native.head_out(torch.tanh(native.head_hidden(sub_grid)))
-                # one batch of four sub-grids against one sub-grid: the same float32 arithmetic, batched differently
-                torch.testing.assert_close(output[:, i::2, j::2], expected, rtol=1e-5, atol=1e-6)
-        assert native(fields(2, 12)).predictions.shape == (2, 12, 12, 1)  # not a multiple: runs as given
+                # one batch of four sub-grids against one sub-grid, in float64: see FLOAT64_ATOL
+                torch.testing.assert_close(output[:, i::2, j::2], expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+        assert native(fields(2, 12).double()).predictions.shape == (2, 12, 12, 1)  # not a multiple: runs as given
     with pytest.raises(StrictDataclassError, match="native_resolution"):
         tiny_config(native_resolution=1)

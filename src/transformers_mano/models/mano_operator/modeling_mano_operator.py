@@ -129,9 +129,12 @@ class ManoOperatorWindowAttention(nn.Module):
         padded = max(side, self.window_size)
         return padded + (-(padded - self.window_size)) % self.window_stride
 
-    def window_tables(self, sizes: tuple[tuple[int, int], ...], device: torch.device) -> WindowTables:
-        """The `WindowTables` of grids of these (height, width), concatenated in order; built once per layout."""
-        key = (sizes, device)
+    def window_tables(
+        self, sizes: tuple[tuple[int, int], ...], device: torch.device, dtype: torch.dtype
+    ) -> WindowTables:
+        """The `WindowTables` of grids of these (height, width), concatenated in order, with `key_mask` and
+        `role_weight` in `dtype`; built once per layout."""
+        key = (sizes, device, dtype)
         if key in self._tables:
             return self._tables[key]
         k, s, m = self.window_size, self.window_stride, self.tile_size
@@ -169,9 +172,9 @@ class ManoOperatorWindowAttention(nn.Module):
             key_masks.append(torch.stack(masks, dim=-1))  # n_tiles, m^2, key, role
             role_weights.append(torch.stack(weights, dim=-1))  # n_tiles, m^2, role
             first += height * width
-        role_valid = torch.cat(role_weights).float()
-        role_weight = role_valid / role_valid.sum(-1, keepdim=True).clamp_min(1.0)
-        key_mask = torch.zeros(torch.cat(key_masks).shape).masked_fill(torch.cat(key_masks), float("-inf"))
+        role_valid = torch.cat(role_weights).double()  # 1 / count rounded once, in the tables' dtype
+        role_weight = (role_valid / role_valid.sum(-1, keepdim=True).clamp_min(1.0)).to(dtype)
+        key_mask = torch.zeros(torch.cat(key_masks).shape, dtype=dtype).masked_fill(torch.cat(key_masks), float("-inf"))
         queries, halo = torch.cat(queries), torch.cat(halo)
         tokens = torch.empty(total, dtype=torch.long)
         on_grid_slots = (queries < total).nonzero().flatten()
@@ -214,7 +217,7 @@ class ManoOperatorWindowAttention(nn.Module):
         heads, head_dim, roles, m2 = self.num_heads, self.head_dim, self.window_size**2, self.tile_size**2
         inner = heads * head_dim
         sizes = tuple((grid.shape[1], grid.shape[2]) for grid in grids)
-        tables = self.window_tables(sizes, grids[0].device)
+        tables = self.window_tables(sizes, grids[0].device, grids[0].dtype)
         num_tiles = tables.key_mask.shape[0]
         halo_size = tables.halo.numel() // num_tiles  # H^2
         tokens = torch.cat([grid.reshape(batch_size, -1, channels) for grid in grids], dim=1)  # B, T, C
@@ -234,8 +237,9 @@ class ManoOperatorWindowAttention(nn.Module):
 
         scores = (query @ key.transpose(-1, -2)).flatten(-2)  # B, n_tiles, heads, m^2 * H^2
         pair_scores = scores.index_select(-1, tables.pairs).view(batch_size, num_tiles, heads, m2, roles, roles)
-        probs = (pair_scores + tables.key_mask[:, None]).softmax(dim=-2)  # over the keys of each role
-        probs = probs * tables.role_weight[:, None]  # the overlap average
+        # under autocast the scores may be in another dtype than the grids (and the tables)
+        probs = (pair_scores + tables.key_mask[:, None].to(pair_scores.dtype)).softmax(dim=-2)  # over each role's keys
+        probs = probs * tables.role_weight[:, None].to(probs.dtype)  # the overlap average
         weights = scores.new_zeros(scores.shape).index_add_(-1, tables.pairs, probs.flatten(-3))
         attended = weights.view(batch_size, num_tiles, heads, m2, halo_size) @ value  # B, n_tiles, heads, m^2, d
         attended = attended.transpose(2, 3).reshape(batch_size, num_tiles * m2, inner).index_select(1, tables.tokens)
