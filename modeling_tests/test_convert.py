@@ -52,6 +52,7 @@ REPOSITORY_FILES = [
     "README.md",
     "compat.py",
     "config.json",
+    "config_validators.py",
     "configuration_mano.py",
     "configuration_swinv2.py",
     "model.safetensors",
@@ -360,7 +361,7 @@ def test_missing_folders_and_bad_arguments_fail_before_any_work(tmp_path: Path) 
 
 
 def test_existing_output_is_refused_without_overwrite_and_kept_on_failure(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_swinv2_checkpoint(tmp_path / "swinv2")
     (tmp_path / "mano").mkdir()
@@ -371,13 +372,18 @@ def test_existing_output_is_refused_without_overwrite_and_kept_on_failure(
     assert run_main(convert_swinv2_to_mano.main, arguments) == 1
     assert "error: " in capsys.readouterr().err
 
-    # A failure while writing (here: no card template) leaves neither a partial folder nor a changed old one.
-    with pytest.raises(ConversionError, match="model card template"):
-        convert_swinv2_checkpoint(
-            tmp_path / "swinv2", tmp_path / "mano", overwrite=True, card_template=tmp_path / "absent.md",
-            num_check_inputs=0,
-        )
+    # A failure while writing (here: the model card) leaves neither a partial folder nor a changed old one.
+    def failing_card(*args, **kwargs):
+        raise OSError("disk full while writing the card")
+
+    monkeypatch.setattr(convert_module, "render_model_card", failing_card)
+    with pytest.raises(OSError, match="disk full"):
+        convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", overwrite=True, num_check_inputs=0)
     assert listing(tmp_path) == ["mano", "swinv2"] and listing(tmp_path / "mano") == ["keep.txt"]
+    monkeypatch.undo()
+    with pytest.raises(ConversionError, match="model card template .* not found"):
+        convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", overwrite=True,
+                                  card_template=tmp_path / "absent.md")  # fmt: skip
 
     convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", overwrite=True, num_check_inputs=0)
     assert listing(tmp_path) == ["mano", "swinv2"] and listing(tmp_path / "mano") == REPOSITORY_FILES

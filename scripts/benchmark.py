@@ -26,7 +26,7 @@ from transformers_mano.benchmark.scaling import (
     summarize,
     write_results,
 )
-from transformers_mano.utils import machine_info
+from transformers_mano.utils import check_new_output, machine_info
 from transformers_mano.utils.cli import run_main
 
 
@@ -65,6 +65,7 @@ def main(argv: list[str]) -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but torch sees no CUDA device")
     output_dir = args.output_dir or f"benchmark_results/{args.device.replace(':', '')}-{args.dtype}"
+    check_new_output(output_dir, args.overwrite)  # before the sweep, not after it
     common = dict(device=args.device, dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
     cases = []
     for kind in LAYER_KINDS if args.only != "models" else ():

@@ -7,7 +7,7 @@
 
 Everything happens in `transformers_mano.conversion.convert_swinv2_checkpoint`; this script parses arguments and prints
 the conversion report. Publishing happens only with --push_to_hub. A failed conversion prints one line and writes
-nothing; `--debug` shows the traceback.
+nothing; `--traceback` shows the traceback.
 """
 
 from __future__ import annotations

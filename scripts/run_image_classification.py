@@ -7,7 +7,7 @@
         --train_mode full --output_dir out/ --num_train_epochs 30
     torchrun --nproc_per_node 2 scripts/run_image_classification.py ...
 
-Arguments: `--help`, or docs/fine_tuning.md. A mistake in the arguments or data prints one line; `--debug` shows the
+Arguments: `--help`, or docs/fine_tuning.md. A mistake in the arguments or data prints one line; `--traceback` shows the
 traceback. Everything lives in `transformers_mano.image_classification`.
 """
 

@@ -5,7 +5,7 @@
     python scripts/train_darcy.py --help          # every option, with the protocol's defaults
 
 Baselines are sized to the parameter count of the MANO of the same arguments. A mistake in the arguments or data
-prints one line; `--debug` shows the traceback. See docs/darcy.md.
+prints one line; `--traceback` shows the traceback. See docs/darcy.md.
 """
 
 import sys

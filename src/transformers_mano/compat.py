@@ -35,17 +35,22 @@ def can_return_tuple(forward):
 
 def filter_output_hidden_states(forward):
     """Backbones compute every hidden state for their feature maps: run the forward with `output_hidden_states`
-    on, and drop `hidden_states` from its output unless the caller (or `config.output_hidden_states`) asked."""
+    on, then return the hidden states the caller asked for (argument, else `config.output_hidden_states`): none for a
+    false value, all for True, and for an index or a list of indices (negative ones counted from the end) those
+    only, the others as None, as transformers' backbones do."""
 
     @functools.wraps(forward)
     def wrapper(self, *args, **kwargs):
-        requested = kwargs.get("output_hidden_states")
-        if requested is None:
-            requested = getattr(self.config, "output_hidden_states", False)
+        requested = kwargs.get("output_hidden_states", getattr(self.config, "output_hidden_states", False))
         kwargs["output_hidden_states"] = True
         output = forward(self, *args, **kwargs)
         if not requested:
             output = type(output)(**{key: value for key, value in output.items() if key != "hidden_states"})
+        elif not isinstance(requested, bool):
+            selected = [requested] if isinstance(requested, int) else list(requested)
+            count = len(output["hidden_states"])
+            keep = {index % count for index in selected if -count <= index < count}
+            output["hidden_states"] = tuple(h if i in keep else None for i, h in enumerate(output["hidden_states"]))
         return output
 
     return wrapper

@@ -89,6 +89,11 @@ def _rewrite_package_module(module: ModuleType) -> tuple[str, list[str], list[st
             continue
         target = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else (
             node.module or "")  # fmt: skip
+        if target == _PACKAGE:
+            raise RemoteCodeError(
+                f"{module.__name__} imports from the package root ({_PACKAGE}); code written beside a checkpoint must "
+                "import from the module that defines each name"
+            )
         if target.startswith(_PACKAGE + "."):
             siblings.append(target)
         elif target.startswith(_SWINV2):

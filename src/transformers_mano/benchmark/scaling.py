@@ -33,7 +33,7 @@ from transformers import Swinv2Config, Swinv2Model
 
 from ..models.mano.configuration_mano import ManoConfig
 from ..models.mano.modeling_mano import ManoLayer, ManoModel
-from ..utils import atomic_directory, machine_info
+from ..utils import atomic_directory
 
 LAYER_KINDS = ("mano", "swinv2", "global_sdpa", "global_eager")
 MODEL_KINDS = ("mano-tiny", "swinv2-tiny")

@@ -30,7 +30,6 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from torch import nn
 from transformers import (
-    AutoConfig,
     AutoImageProcessor,
     Swinv2Backbone,
     Swinv2Config,
@@ -470,6 +469,8 @@ def convert_swinv2_checkpoint(
         raise ConversionError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it")
     if num_check_inputs < 0:
         raise ConversionError(f"num_check_inputs must be >= 0, got {num_check_inputs}")
+    if card_template is not None and not Path(card_template).is_file():
+        raise ConversionError(f"model card template {card_template} not found")
     is_local = Path(checkpoint).is_dir()
     if is_local and Path(checkpoint).resolve() == output_dir:
         raise ConversionError(f"output_dir {output_dir} is the source checkpoint folder; choose another folder")

@@ -132,7 +132,7 @@ def check_distributed_setup(training_args: TrainingArguments) -> None:
     """
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size != launched:
-        raise RuntimeError(
+        raise ValueError(
             f"Launched as {launched} processes, but Trainer runs {training_args.world_size}. On a machine without "
             "GPUs pass --use_cpu true so that Trainer trains with DistributedDataParallel over gloo."
         )
@@ -148,17 +148,6 @@ def _config_overrides(model_args: ModelArguments) -> dict:
     if not isinstance(overrides, dict):
         raise ValueError(f"--config_overrides must be a JSON object, got {model_args.config_overrides!r}")
     return overrides
-
-
-def processor_size(image_processor) -> tuple[int, int]:
-    """(height, width) the image processor produces: its crop size where it crops, else its resize size."""
-    cropped = getattr(image_processor, "do_center_crop", False) and getattr(image_processor, "crop_size", None)
-    size = dict(image_processor.crop_size if cropped else image_processor.size)
-    if "height" in size and "width" in size:
-        return size["height"], size["width"]
-    if "shortest_edge" in size:
-        return size["shortest_edge"], size["shortest_edge"]
-    raise ValueError(f"Cannot read an output size from the image processor's size {size}")
 
 
 def build_model_and_processor(
@@ -211,8 +200,10 @@ def build_model_and_processor(
             image_processor = imagenet_image_processor(config.image_size)
             logger.warning(f"{path!r} has no image processor; using a resize to {dict(image_processor.size)} with "
                            "ImageNet statistics")  # fmt: skip
-        if model_args.image_size is not None:
+        if model_args.image_size is not None:  # the processor then gives images of that size
             image_processor.size = {"height": model_args.image_size, "width": model_args.image_size}
+            if getattr(image_processor, "do_center_crop", False):
+                image_processor.crop_size = {"height": model_args.image_size, "width": model_args.image_size}
     # Swinv2ForImageClassification.forward takes **kwargs, so Trainer would pass num_items_in_batch and scale the
     # (already averaged) loss by the world size under DDP; MANO classes set this on the class already.
     model.accepts_loss_kwargs = False
@@ -228,10 +219,8 @@ def prepare_datasets(
     """Truncate per `max_*_samples` and attach the transforms: augmentation for `train`, the image processor itself
     for every other split (so evaluation sees what the saved processor gives). Returns the training transform too."""
     train_transform = AugmentingTransform(
-        processor_size(image_processor), image_processor.image_mean, image_processor.image_std,
-        resample=image_processor.resample, seed=seed, scale=(data_args.crop_scale_min, 1.0),
-        hflip_probability=data_args.hflip_probability,
-    )  # fmt: skip
+        image_processor, seed=seed, scale=(data_args.crop_scale_min, 1.0), hflip_probability=data_args.hflip_probability
+    )
     eval_transform = ProcessorTransform(image_processor)
     out = DatasetDict()
     for split, dataset in splits.items():

@@ -91,19 +91,15 @@ def random_resized_crop_box(
     return left, top, left + crop_w, top + crop_h
 
 
-def normalize(image: Image.Image, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(H, W) RGB PIL image -> (3, H, W) float tensor, scaled to [0, 1] then standardised per channel."""
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)  # H, W, 3
-    return (pixels.permute(2, 0, 1) - mean[:, None, None]) / std[:, None, None]
-
-
 class AugmentingTransform:
     """Training batch transform for `datasets.Dataset.with_transform`: augmented images to `pixel_values`.
 
+    Random resized crop and horizontal flip to the model's size (with the image processor's interpolation); the
+    image processor then turns the crops into pixel values (its rescaling and normalisation, resizing and cropping
+    off), so training sees pixels prepared as evaluation's are.
+
     Args:
-        size: (height, width) the model expects.
-        mean, std: per-channel normalisation (the image processor's).
-        resample: PIL interpolation of the resize (the image processor's).
+        image_processor: the model's image processor.
         seed: base seed of the per-example random draws.
         scale, ratio: random resized crop ranges (fraction of the area, aspect ratio).
         hflip_probability: probability of a horizontal flip.
@@ -111,19 +107,15 @@ class AugmentingTransform:
 
     def __init__(
         self,
-        size: tuple[int, int],
-        mean: list[float] | tuple[float, ...],
-        std: list[float] | tuple[float, ...],
-        resample: int = Image.Resampling.BICUBIC,
+        image_processor,
         seed: int = 0,
         scale: tuple[float, float] = (0.08, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip_probability: float = 0.5,
     ) -> None:
-        self.size = size
-        self.mean = torch.tensor(mean, dtype=torch.float32)
-        self.std = torch.tensor(std, dtype=torch.float32)
-        self.resample = Image.Resampling(int(resample))
+        self.image_processor = image_processor
+        self.size = processor_size(image_processor)
+        self.resample = Image.Resampling(int(getattr(image_processor, "resample", Image.Resampling.BICUBIC)))
         self.seed = seed
         self.scale = scale
         self.ratio = ratio
@@ -148,10 +140,19 @@ class AugmentingTransform:
         if indices is None:
             raise ValueError(f"Training transforms need the {SAMPLE_INDEX_COLUMN!r} column (see add_sample_index)")
         images = [self.augment(to_rgb(image), index) for image, index in zip(batch[IMAGE_COLUMN], indices)]
-        return {
-            "pixel_values": [normalize(image, self.mean, self.std) for image in images],
-            LABEL_COLUMN: batch[LABEL_COLUMN],
-        }
+        pixel_values = self.image_processor(images=images, do_resize=False, do_center_crop=False, return_tensors="pt")
+        return {"pixel_values": list(pixel_values["pixel_values"]), LABEL_COLUMN: batch[LABEL_COLUMN]}
+
+
+def processor_size(image_processor) -> tuple[int, int]:
+    """(height, width) the image processor produces: its crop size where it crops, else its resize size."""
+    cropped = getattr(image_processor, "do_center_crop", False) and getattr(image_processor, "crop_size", None)
+    size = dict(image_processor.crop_size if cropped else image_processor.size)
+    if size.get("height") and size.get("width"):
+        return size["height"], size["width"]
+    if size.get("shortest_edge"):
+        return size["shortest_edge"], size["shortest_edge"]
+    raise ValueError(f"Cannot read an output size from the image processor's size {size}")
 
 
 class ProcessorTransform:
@@ -185,7 +186,7 @@ __all__ = [
     "ProcessorTransform",
     "add_sample_index",
     "collate_image_classification",
-    "normalize",
+    "processor_size",
     "random_resized_crop_box",
     "to_rgb",
 ]

@@ -52,7 +52,8 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
     recorded = results["arguments"]["data"]  # the run's own data arguments (sizes, splits, resolutions)
     data = load_darcy(
         args.data or recorded["data"], args.cache_dir or recorded["cache_dir"], recorded["data_source"],
-        num_test=recorded["num_test"], seed=recorded["split_seed"], train_resolution=recorded["train_resolution"],
+        num_train=recorded["num_train"], num_test=recorded["num_test"],
+        seed=recorded.get("dataset_seed", recorded["split_seed"]), train_resolution=recorded["train_resolution"],
         test_resolutions=recorded["test_resolutions"],
     )  # fmt: skip
     tests = {}

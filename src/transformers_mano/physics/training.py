@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -44,9 +43,10 @@ from transformers.training_args import OptimizerNames
 from ..models.mano_operator.configuration_mano_operator import ManoOperatorConfig
 from ..models.mano_operator.modeling_mano_operator import ManoOperatorModel
 from ..utils import atomic_file, atomic_write_text, machine_info
+from ..utils.cli import run_main
 from ..utils.run_folder import check_output_dir, resolve_checkpoint
 from .baselines import FnoOperatorConfig, FnoOperatorModel, VitOperatorConfig, VitOperatorModel
-from .data import DarcyDataError, load_darcy, split_resolutions
+from .data import load_darcy, split_resolutions
 
 logger = logging.getLogger("transformers_mano.physics")
 
@@ -96,13 +96,20 @@ class DarcyDataArguments:
         },
     )
     data_source: str | None = field(
-        default=None, metadata={"help": "neuralop_darcy_16 only: a neuraloperator 0.2.0/0.3.0 wheel or folder to read the files from (None: pip downloads the 0.3.0 wheel from PyPI)."}
+        default=None,
+        metadata={"help": "neuralop_darcy_16 only: a neuraloperator 0.2.0/0.3.0 wheel or folder to read the files "
+                          "from (None: pip downloads the 0.3.0 wheel from PyPI)."},  # fmt: skip
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the datasets cache)."})
     num_train: int | None = field(default=None, metadata={"help": "Keep the first training samples (None: all)."})
     num_test: int | None = field(default=None, metadata={"help": "Test samples per resolution (None: all)."})
     validation_size: int = field(default=100, metadata={"help": "Training samples held out for validation."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the validation split (kept apart from --seed)."})
+    dataset_seed: int = field(
+        default=0,
+        metadata={"help": "Seed of generated data (grf_darcy_<n>) and of the held-out PDEBench test set "
+                          "(not TrainingArguments.data_seed, which seeds the sampler)."},  # fmt: skip
+    )
     train_resolution: int = field(default=16, metadata={"help": "PDEBench files: training grid side."})
     test_resolutions: list[int] = field(
         default_factory=lambda: [16, 32], metadata={"help": "PDEBench files: test grid sides."}
@@ -114,7 +121,7 @@ class DarcyTrainingArguments(TrainingArguments):
     """`TrainingArguments` with the defaults of the Darcy protocol (docs/darcy.md), and a few run options."""
 
     output_dir: str | None = field(default=None, metadata={"help": "Run folder (None: out/darcy/<model>)."})
-    do_train: bool = field(default=True, metadata={"help": "Train (a run always does)."})
+    do_train: bool = field(default=True, metadata={"help": "Train: a Darcy run always does (false is refused)."})
     num_train_epochs: float = field(default=100.0, metadata={"help": "Training epochs."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate of AdamW."})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
@@ -249,7 +256,7 @@ def prepare_splits(data_args: DarcyDataArguments) -> DatasetDict:
     """`train`, `validation` (carved from train) and every `test_<n>` split, formatted as float32 tensors."""
     data = load_darcy(
         data_args.data, data_args.cache_dir, data_args.data_source, data_args.num_train, data_args.num_test,
-        data_args.split_seed, data_args.train_resolution, data_args.test_resolutions,
+        data_args.dataset_seed, data_args.train_resolution, data_args.test_resolutions,
     )  # fmt: skip
     train = data["train"]
     if not 0 < data_args.validation_size < len(train):
@@ -309,6 +316,8 @@ def run_darcy(
     """Train one operator, evaluate it at every test resolution, write the run folder; returns `results.json`."""
     if training_args.num_threads:
         torch.set_num_threads(training_args.num_threads)
+    if not training_args.do_train:
+        raise ValueError("a Darcy run trains (--do_train false): to evaluate a finished run, use scripts/evaluate_darcy.py")
     training_args.remove_unused_columns = False  # the collator reads `coefficient` and `solution`
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for: keeps torch's warning away
@@ -431,5 +440,5 @@ __all__ = [
     "run_darcy",
 ]
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # how scripts/sweep_darcy.py starts each run
+    sys.exit(run_main(main))

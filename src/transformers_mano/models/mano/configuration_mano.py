@@ -15,6 +15,7 @@ from transformers.models.swinv2.configuration_swinv2 import Swinv2Config
 
 from ...multipole import LevelWeighting, ProjectorInit, ProjectorType, coarse_grid_size, plan_num_levels
 from ...remote_code import RemoteCodeConfigMixin
+from ..config_validators import at_least
 
 
 def image_size_pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -39,10 +40,6 @@ def level_counts(value) -> None:
         raise ValueError(f"num_levels holds counts below 1: {list(value)} (1 is plain window attention)")
 
 
-@as_validated_field
-def coarsening_rate(value: int) -> None:
-    if value < 2:
-        raise ValueError(f"sampling_rate must be an integer >= 2, got {value!r}")
 
 
 @strict
@@ -90,7 +87,7 @@ class ManoConfig(RemoteCodeConfigMixin, Swinv2Config):
     image_size: int | list[int] | tuple[int, int] = 256
     window_size: int = 8
     num_levels: Literal["auto"] | list[int] | tuple[int, ...] = level_counts(default="auto")
-    sampling_rate: int = coarsening_rate(default=2)
+    sampling_rate: int = at_least(2)(default=2)
     projector_type: ProjectorType = "conv"
     level_weighting: LevelWeighting = "vcycle"
     projector_init: ProjectorInit = "avg_pool_zero_up"
