@@ -408,6 +408,44 @@ def _check_reload(mano_class: type[ManoPreTrainedModel], model: ManoPreTrainedMo
 # The conversion
 
 
+def _check_arguments(
+    checkpoint: str, output_dir: Path, overwrite: bool, projector_init: str, num_check_inputs: int,
+    card_template: str | os.PathLike | None, push_to_hub: bool, hub_model_id: str | None,
+) -> None:  # fmt: skip
+    """Refuse bad arguments before anything is loaded or written."""
+    if projector_init not in PROJECTOR_INITS:
+        raise ConversionError(f"projector_init must be one of {PROJECTOR_INITS}, got {projector_init!r}")
+    if push_to_hub and not hub_model_id:
+        raise ConversionError("push_to_hub needs hub_model_id (for example 'your-org/mano-tiny')")
+    if hub_model_id is not None and not _REPO_ID.match(hub_model_id):
+        raise ConversionError(f"hub_model_id must look like 'owner/name', got {hub_model_id!r}")
+    if output_dir.exists() and not overwrite:
+        raise ConversionError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    if num_check_inputs < 0:
+        raise ConversionError(f"num_check_inputs must be >= 0, got {num_check_inputs}")
+    if card_template is not None and not Path(card_template).is_file():
+        raise ConversionError(f"model card template {card_template} not found")
+    if Path(checkpoint).is_dir() and Path(checkpoint).resolve() == output_dir:
+        raise ConversionError(f"output_dir {output_dir} is the source checkpoint folder; choose another folder")
+
+
+def _check_against_source(
+    model: ManoPreTrainedModel, target: str, report: ConversionReport, num_check_inputs: int, tolerance: float
+) -> None:
+    """Record the largest output difference from the source (float64 and float32) in `report`; refuse a
+    conversion that should reproduce the source and does not."""
+    twin = swinv2_twin(model, target)
+    report.max_abs_diff = max_output_difference(model, twin, target, num_check_inputs, torch.float64)
+    report.max_abs_diff_float32 = max_output_difference(model, twin, target, num_check_inputs, torch.float32)
+    report.num_check_inputs = num_check_inputs
+    if report.exact_expected and not report.max_abs_diff <= tolerance:
+        raise ConversionError(
+            f"the converted model differs from the source by {report.max_abs_diff:.3e} (float64) > tolerance "
+            f"{tolerance:g} although projector_init {model.config.projector_init!r} should reproduce it; nothing "
+            "was written"
+        )
+
+
 def convert_swinv2_checkpoint(
     swinv2_checkpoint: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -459,21 +497,9 @@ def convert_swinv2_checkpoint(
     """
     checkpoint = os.fspath(swinv2_checkpoint)
     output_dir = Path(output_dir).resolve()
-    if projector_init not in PROJECTOR_INITS:
-        raise ConversionError(f"projector_init must be one of {PROJECTOR_INITS}, got {projector_init!r}")
-    if push_to_hub and not hub_model_id:
-        raise ConversionError("push_to_hub needs hub_model_id (for example 'your-org/mano-tiny')")
-    if hub_model_id is not None and not _REPO_ID.match(hub_model_id):
-        raise ConversionError(f"hub_model_id must look like 'owner/name', got {hub_model_id!r}")
-    if output_dir.exists() and not overwrite:
-        raise ConversionError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it")
-    if num_check_inputs < 0:
-        raise ConversionError(f"num_check_inputs must be >= 0, got {num_check_inputs}")
-    if card_template is not None and not Path(card_template).is_file():
-        raise ConversionError(f"model card template {card_template} not found")
+    _check_arguments(checkpoint, output_dir, overwrite, projector_init, num_check_inputs, card_template,
+                     push_to_hub, hub_model_id)  # fmt: skip
     is_local = Path(checkpoint).is_dir()
-    if is_local and Path(checkpoint).resolve() == output_dir:
-        raise ConversionError(f"output_dir {output_dir} is the source checkpoint folder; choose another folder")
     hub_kwargs = {"revision": revision, "cache_dir": cache_dir, "token": token}
 
     source_config = read_source_config(checkpoint, **hub_kwargs)
@@ -490,15 +516,7 @@ def convert_swinv2_checkpoint(
     model, dropped = load_into_mano(checkpoint, mano_class, config, new_head, **hub_kwargs)
     report = _describe(checkpoint, source_config, source, model, target, new_head, dropped, output_dir)
     if num_check_inputs:
-        twin = swinv2_twin(model, target)
-        report.max_abs_diff = max_output_difference(model, twin, target, num_check_inputs, torch.float64)
-        report.max_abs_diff_float32 = max_output_difference(model, twin, target, num_check_inputs, torch.float32)
-        report.num_check_inputs = num_check_inputs
-        if report.exact_expected and not report.max_abs_diff <= tolerance:
-            raise ConversionError(
-                f"the converted model differs from the source by {report.max_abs_diff:.3e} (float64) > tolerance "
-                f"{tolerance:g} although projector_init {projector_init!r} should reproduce it; nothing was written"
-            )
+        _check_against_source(model, target, report, num_check_inputs, tolerance)
 
     if base_model is None and not is_local:
         base_model = checkpoint
