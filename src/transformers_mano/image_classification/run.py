@@ -36,7 +36,7 @@ from transformers import (
 from ..models.mano.configuration_mano import ManoConfig
 from ..models.mano.image_processing_mano import ViTImageProcessorPil, imagenet_image_processor
 from ..models.mano.modeling_mano import ManoForImageClassification
-from ..utils.run_folder import check_output_dir, resolve_checkpoint
+from ..utils.run_folder import check_distributed_setup, check_output_dir, resolve_checkpoint
 from .arguments import DataTrainingArguments, ImageClassificationTrainingArguments, ModelArguments
 from .data import EMBEDDED_DATASET, label_names, load_image_classification_splits
 from .evaluation import build_compute_metrics
@@ -122,20 +122,6 @@ def parse_arguments(
             defaults += [item for name, value in DIGITS_RECIPE.items() for item in (f"--{name}", value)]
         arguments = parser.parse_args_into_dataclasses(args=[*defaults, *argv])
     return arguments
-
-
-def check_distributed_setup(training_args: TrainingArguments) -> None:
-    """Refuse a multi-process launch that Trainer did not turn into one process group.
-
-    On a machine without GPUs, Trainer only sets up DDP (gloo) with `--use_cpu`; without it every torchrun process
-    would train alone on the whole data set and write the same output folder.
-    """
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and training_args.world_size != launched:
-        raise ValueError(
-            f"Launched as {launched} processes, but Trainer runs {training_args.world_size}. On a machine without "
-            "GPUs pass --use_cpu true so that Trainer trains with DistributedDataParallel over gloo."
-        )
 
 
 def _config_overrides(model_args: ModelArguments) -> dict:
@@ -375,7 +361,6 @@ __all__ = [
     "SCRATCH_CONFIG",
     "AugmentationEpochCallback",
     "build_model_and_processor",
-    "check_distributed_setup",
     "default_output_dir",
     "format_metrics_table",
     "main",

@@ -44,7 +44,7 @@ from ..models.mano_operator.configuration_mano_operator import ManoOperatorConfi
 from ..models.mano_operator.modeling_mano_operator import ManoOperatorModel
 from ..utils import atomic_file, atomic_write_text, machine_info
 from ..utils.cli import run_main
-from ..utils.run_folder import check_output_dir, resolve_checkpoint
+from ..utils.run_folder import check_distributed_setup, check_output_dir, resolve_checkpoint
 from .baselines import FnoOperatorConfig, FnoOperatorModel, VitOperatorConfig, VitOperatorModel
 from .data import load_darcy, split_resolutions
 
@@ -311,21 +311,31 @@ def default_output_dir(model_args: DarcyModelArguments) -> str:
 
 
 def run_darcy(
-    model_args: DarcyModelArguments, data_args: DarcyDataArguments, training_args: DarcyTrainingArguments
+    model_args: DarcyModelArguments,
+    data_args: DarcyDataArguments,
+    training_args: DarcyTrainingArguments,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> dict[str, object]:
-    """Train one operator, evaluate it at every test resolution, write the run folder; returns `results.json`."""
+    """Train one operator, evaluate it at every test resolution, write the run folder; returns `results.json`.
+
+    `callbacks` are added to `Trainer`'s. Under `torchrun` (with `--use_cpu true` on a machine without GPUs) the
+    processes train one model with DistributedDataParallel and the first one writes the folder."""
     if training_args.num_threads:
         torch.set_num_threads(training_args.num_threads)
     if not training_args.do_train:
-        raise ValueError("a Darcy run trains (--do_train false): to evaluate a finished run, use scripts/evaluate_darcy.py")
+        raise ValueError(
+            "a Darcy run trains (--do_train false): to evaluate a finished run, use scripts/evaluate_darcy.py"
+        )
+    check_distributed_setup(training_args)
     training_args.remove_unused_columns = False  # the collator reads `coefficient` and `solution`
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for: keeps torch's warning away
     check_output_dir(training_args)
-    checkpoint = resolve_checkpoint(training_args) if training_args.do_train else None
+    checkpoint = resolve_checkpoint(training_args)
     machine_before = machine_info(str(training_args.device))
 
-    splits = prepare_splits(data_args)
+    with training_args.main_process_first(desc="Darcy data"):  # one process generates and caches, the others read
+        splits = prepare_splits(data_args)
     normalization = field_statistics(splits["train"])
     model = build_operator(model_args, normalization, seed=training_args.seed)
     resolution = splits["train"][0]["coefficient"].shape[-1]
@@ -341,7 +351,7 @@ def run_darcy(
         eval_dataset=splits["validation"],
         data_collator=collate_fields,
         compute_metrics=compute_metrics,
-        callbacks=[clock],
+        callbacks=[clock, *callbacks],
     )
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=checkpoint)

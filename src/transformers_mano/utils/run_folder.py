@@ -1,4 +1,4 @@
-"""The run folder of a `Trainer` run: never trained into by accident, resumable by name."""
+"""The run folder of a `Trainer` run: never trained into by accident, resumable by name, one per process group."""
 
 from __future__ import annotations
 
@@ -38,4 +38,18 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     return resume
 
 
-__all__ = ["check_output_dir", "resolve_checkpoint"]
+def check_distributed_setup(training_args: TrainingArguments) -> None:
+    """Refuse a multi-process launch that Trainer did not turn into one process group.
+
+    On a machine without GPUs, Trainer only sets up DDP (gloo) with `--use_cpu`; without it every torchrun process
+    would train alone on the whole data set and write the same output folder.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size != launched:
+        raise ValueError(
+            f"Launched as {launched} processes, but Trainer runs {training_args.world_size}. On a machine without "
+            "GPUs pass --use_cpu true so that Trainer trains with DistributedDataParallel over gloo."
+        )
+
+
+__all__ = ["check_distributed_setup", "check_output_dir", "resolve_checkpoint"]
