@@ -34,7 +34,7 @@ from transformers_mano.physics.data import (
     threshold_coefficient,
     to_dataset,
 )
-from transformers_mano.physics.evaluate import EvaluationArguments, evaluate_run
+from transformers_mano.physics.evaluate import EvaluationArguments, evaluate_run, upsample_strided
 from transformers_mano.physics.sweep import SweepArguments, best_learning_rates, run_protocol
 from transformers_mano.physics.training import (
     DarcyModelArguments,
@@ -447,6 +447,35 @@ def test_runs_are_evaluated_again_with_sub_grid_inference(tiny_runs, tmp_path: P
         evaluate_run(mano, args)
     with pytest.raises(ValueError, match="applies to MANO operators"):
         evaluate_run(vit, EvaluationArguments(run_dirs=[str(vit)], native_resolution=8, cache_dir=str(root / "cache")))
+
+
+def test_strided_upsampling_is_linear_between_the_sub_grid_points_and_constant_past_the_last() -> None:
+    coarse = torch.randn(2, 4, 4, 3, dtype=torch.float64)
+    fine = upsample_strided(coarse, 2)
+    assert fine.shape == (2, 8, 8, 3) and torch.equal(fine[:, ::2, ::2], coarse)  # the sub-grid points themselves
+    torch.testing.assert_close(fine[:, 1:7:2, ::2], (coarse[:, :-1] + coarse[:, 1:]) / 2)  # midpoints, exact halves
+    assert torch.equal(fine[:, 7], fine[:, 6]) and torch.equal(fine[:, :, 7], fine[:, :, 6])
+    ramp = torch.arange(4, dtype=torch.float64)[:, None] * 3 + torch.arange(4, dtype=torch.float64)  # linear field
+    torch.testing.assert_close(upsample_strided(ramp[None, ..., None], 4)[0, :13, :13, 0],
+                               torch.arange(13.0, dtype=torch.float64)[:, None] * 0.75 + torch.arange(13.0, dtype=torch.float64) * 0.25,
+                               rtol=0, atol=1e-12)  # float64 sums of a few terms of order 10
+
+
+def test_any_run_is_evaluated_at_its_trained_spacing_and_interpolated(tiny_runs, tmp_path: Path) -> None:
+    root, runs = tiny_runs
+    vit = shutil.copytree(runs[1], tmp_path / runs[1].name)
+    args = EvaluationArguments(run_dirs=[str(vit)], interpolate_from=8, cache_dir=str(root / "cache"), tag="i8")
+    evaluation = evaluate_run(vit, args)
+    model = AutoModel.from_pretrained(vit).eval()
+    inputs, targets = as_tensors(load_generated_darcy(8, (8, 16), 8, 2, cache_dir=root / "cache")["test_16"])
+    with torch.no_grad():
+        expected = upsample_strided(model(inputs[:, ::2, ::2]).predictions, 2)
+    # one model on the same 8x8 inputs, batched as in the evaluation: float32 arithmetic repeated exactly
+    expected_mse = relative_errors(expected.numpy(), targets.numpy())["relative_mse"]
+    assert evaluation["test"]["16"]["relative_mse"] == pytest.approx(expected_mse, rel=1e-6)
+    assert evaluation["interpolate_from"] == 8
+    with pytest.raises(ValueError, match="pass one"):
+        evaluate_run(vit, EvaluationArguments(run_dirs=[str(vit)], interpolate_from=8, native_resolution=8))
 
 
 def test_step_times_of_the_three_operators_side_by_side() -> None:

@@ -2,7 +2,9 @@
 
 A run folder of `scripts/train_darcy.py` holds a model that `AutoModel.from_pretrained` reloads. Evaluating it
 again needs no training: this is how MANO's `native_resolution` (a finer grid run as interleaved sub-grids at the
-trained spacing) is measured on runs trained without it. Results go to `evaluation[-<tag>].json` in the run folder.
+trained spacing) is measured on runs trained without it. `interpolate_from` is the reference for any model: the
+model sees only the points of a finer grid at the trained spacing, and its prediction there is interpolated
+(linearly) onto the finer grid. Results go to `evaluation[-<tag>].json` in the run folder.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ class EvaluationArguments:
         default=None,
         metadata={"help": "MANO only: run grids that are multiples of this side as interleaved sub-grids (e.g. 16)."},
     )
+    interpolate_from: int | None = field(
+        default=None,
+        metadata={"help": "Any model: on grids that are multiples of this side, predict on the sub-grid of this side "
+                          "that starts at the origin and interpolate the prediction linearly (e.g. 16)."},  # fmt: skip
+    )
     data: str | None = field(default=None, metadata={"help": "Data set (None: each run's own)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the run's, else the datasets cache)."})
     batch_size: int = field(default=50, metadata={"help": "Evaluation batch size."})
@@ -39,12 +46,37 @@ class EvaluationArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing evaluation file."})
 
 
+def upsample_strided(fields: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, m, m, C) values at the points 0, s, 2s, ... of a grid of side m * s, to the whole grid (B, ms, ms, C):
+    linear interpolation between those points, constant past the last one (which is where such sub-grids stop)."""
+    side = fields.shape[1]
+    position = torch.arange(side * stride, dtype=fields.dtype, device=fields.device) / stride
+    low = position.floor().long().clamp(max=side - 1)
+    high = (low + 1).clamp(max=side - 1)
+    weight = (position - low).clamp(max=1.0)
+    rows = fields[:, low] * (1 - weight)[None, :, None, None] + fields[:, high] * weight[None, :, None, None]
+    return rows[:, :, low] * (1 - weight)[None, None, :, None] + rows[:, :, high] * weight[None, None, :, None]
+
+
+def _predict(model, inputs: torch.Tensor, args: EvaluationArguments) -> torch.Tensor:
+    stride = inputs.shape[1] // args.interpolate_from if args.interpolate_from else 1
+    if stride > 1 and inputs.shape[1] == stride * args.interpolate_from == inputs.shape[2]:
+        inputs = inputs[:, ::stride, ::stride]
+    else:
+        stride = 1
+    predictions = torch.cat([model(inputs[i : i + args.batch_size]).predictions
+                             for i in range(0, len(inputs), args.batch_size)])  # fmt: skip
+    return upsample_strided(predictions, stride) if stride > 1 else predictions
+
+
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, object]:
     """Relative L2 and MSE at every test resolution of the run's data; written beside the run's results."""
     run_dir = Path(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     model = AutoModel.from_pretrained(run_dir).eval()
+    if args.native_resolution is not None and args.interpolate_from is not None:
+        raise ValueError("--native_resolution and --interpolate_from are two ways to evaluate: pass one")
     if args.native_resolution is not None:
         if not isinstance(model, ManoOperatorModel):
             raise ValueError(f"--native_resolution applies to MANO operators; {run_dir} holds {type(model).__name__}")
@@ -59,8 +91,7 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
     tests = {}
     for resolution in split_resolutions(data):
         inputs, targets = as_tensors(data[f"test_{resolution}"])
-        predictions = torch.cat([model(inputs[i : i + args.batch_size]).predictions
-                                 for i in range(0, len(inputs), args.batch_size)])  # fmt: skip
+        predictions = _predict(model, inputs, args)
         tests[str(resolution)] = relative_errors(predictions.numpy(), targets.numpy()) | {"num_samples": len(inputs)}
         suffix = f"-{args.tag}" if args.tag else ""
         keep = slice(0, args.num_saved_predictions)
@@ -68,11 +99,11 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
             with staged.open("wb") as handle:
                 np.savez_compressed(handle, coefficient=inputs[keep, ..., 0].numpy(), solution=targets[keep, ..., 0].numpy(),
                                     prediction=predictions[keep, ..., 0].numpy())  # fmt: skip
-    evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution, "test": tests,
-                  "machine": machine_info()}  # fmt: skip
+    evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution,
+                  "interpolate_from": args.interpolate_from, "test": tests, "machine": machine_info()}  # fmt: skip
     name = f"evaluation{suffix}.json"
     atomic_write_text(run_dir / name, json.dumps(evaluation, indent=2), overwrite=args.overwrite)
     return evaluation
 
 
-__all__ = ["EvaluationArguments", "evaluate_run"]
+__all__ = ["EvaluationArguments", "evaluate_run", "upsample_strided"]
