@@ -223,26 +223,26 @@ class ManoOperatorWindowAttention(nn.Module):
         tokens = torch.cat([grid.reshape(batch_size, -1, channels) for grid in grids], dim=1)  # B, T, C
         num_tokens = tokens.shape[1]
 
-        # The QKV projection as two products (queries; keys and values), each padded with one zero token past the
-        # end that slots off the grid read. The query scale is folded into the query weights.
-        normed = self.norm(tokens)
+        # One QKV projection (the query scale folded into its weights), padded with one zero token past the end that
+        # slots off the grid read, laid out heads-first before the gathers so that the gathered tiles need no copy.
         scale = head_dim**-0.5
-        query = F.linear(normed, self.qkv.weight[:inner] * scale, self.qkv.bias[:inner] * scale)
-        query = F.pad(query, (0, 0, 0, 1)).index_select(1, tables.queries)  # B, n_tiles*m^2, heads*d
-        query = query.view(batch_size, num_tiles, m2, heads, head_dim).transpose(2, 3).contiguous()
-        key_value = F.pad(F.linear(normed, self.qkv.weight[inner:], self.qkv.bias[inner:]), (0, 0, 0, 1))
-        key_value = key_value.index_select(1, tables.halo)  # B, n_tiles*H^2, 2*heads*d
-        key_value = key_value.view(batch_size, num_tiles, halo_size, 2, heads, head_dim).permute(3, 0, 1, 4, 2, 5)
-        key, value = key_value.contiguous().unbind(0)  # each B, n_tiles, heads, H^2, d
+        qkv_scale = torch.cat([self.qkv.weight.new_full((inner,), scale), self.qkv.weight.new_ones(2 * inner)])
+        qkv = F.linear(self.norm(tokens), self.qkv.weight * qkv_scale[:, None], self.qkv.bias * qkv_scale)
+        qkv = F.pad(qkv, (0, 0, 0, 1)).view(batch_size, num_tokens + 1, 3, heads, head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # each B, heads, T + 1, d
+        query = query.index_select(2, tables.queries).view(batch_size, heads, num_tiles, m2, head_dim)
+        key = key.index_select(2, tables.halo).view(batch_size, heads, num_tiles, halo_size, head_dim)
+        value = value.index_select(2, tables.halo).view(batch_size, heads, num_tiles, halo_size, head_dim)
 
-        scores = (query @ key.transpose(-1, -2)).flatten(-2)  # B, n_tiles, heads, m^2 * H^2
-        pair_scores = scores.index_select(-1, tables.pairs).view(batch_size, num_tiles, heads, m2, roles, roles)
+        scores = (query @ key.transpose(-1, -2)).flatten(-2)  # B, heads, n_tiles, m^2 * H^2
+        pair_scores = scores.index_select(-1, tables.pairs).view(batch_size, heads, num_tiles, m2, roles, roles)
         # under autocast the scores may be in another dtype than the grids (and the tables)
-        probs = (pair_scores + tables.key_mask[:, None].to(pair_scores.dtype)).softmax(dim=-2)  # over each role's keys
-        probs = probs * tables.role_weight[:, None].to(probs.dtype)  # the overlap average
+        probs = (pair_scores + tables.key_mask.to(pair_scores.dtype)).softmax(dim=-2)  # over each role's keys
+        probs = probs * tables.role_weight.to(probs.dtype)  # the overlap average
         weights = scores.new_zeros(scores.shape).index_add_(-1, tables.pairs, probs.flatten(-3))
-        attended = weights.view(batch_size, num_tiles, heads, m2, halo_size) @ value  # B, n_tiles, heads, m^2, d
-        attended = attended.transpose(2, 3).reshape(batch_size, num_tiles * m2, inner).index_select(1, tables.tokens)
+        attended = weights.view(batch_size, heads, num_tiles, m2, halo_size) @ value  # B, heads, n_tiles, m^2, d
+        attended = attended.view(batch_size, heads, num_tiles * m2, head_dim).index_select(2, tables.tokens)
+        attended = attended.transpose(1, 2).reshape(batch_size, num_tokens, inner)
         output = self.proj(attended)  # B, T, C
         return [
             level.view(batch_size, height, width, channels)
