@@ -436,6 +436,11 @@ def test_runs_are_evaluated_again_with_sub_grid_inference(tiny_runs, tmp_path: P
     with torch.no_grad():
         expected = relative_errors(model(inputs).predictions.numpy(), targets.numpy())["relative_mse"]
     assert evaluation["test"]["16"]["relative_mse"] == pytest.approx(expected, rel=1e-5)
+    phases = evaluation["test"]["16"]["sub_grid_relative_mse"]
+    with torch.no_grad():
+        predictions = model(inputs).predictions
+    phase = relative_errors(predictions[:, 1::2, ::2].numpy(), targets[:, 1::2, ::2].numpy())["relative_mse"]
+    assert set(phases) == {"0,0", "0,1", "1,0", "1,1"} and phases["1,0"] == pytest.approx(phase, rel=1e-5)
     assert json.loads((mano / "evaluation-n8.json").read_text())["native_resolution"] == 8
     saved = np.load(mano / "predictions_16-n8.npz")
     with torch.no_grad():

@@ -93,6 +93,14 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
         inputs, targets = as_tensors(data[f"test_{resolution}"])
         predictions = _predict(model, inputs, args)
         tests[str(resolution)] = relative_errors(predictions.numpy(), targets.numpy()) | {"num_samples": len(inputs)}
+        stride = resolution // results["train_resolution"]
+        if stride > 1 and resolution == stride * results["train_resolution"]:
+            # the error on each interleaved sub-grid at the trained spacing; "0,0" holds the grid's first row/column
+            tests[str(resolution)]["sub_grid_relative_mse"] = {
+                f"{i},{j}": relative_errors(predictions[:, i::stride, j::stride].numpy(),
+                                            targets[:, i::stride, j::stride].numpy())["relative_mse"]
+                for i in range(stride) for j in range(stride)
+            }  # fmt: skip
         suffix = f"-{args.tag}" if args.tag else ""
         keep = slice(0, args.num_saved_predictions)
         with atomic_file(run_dir / f"predictions_{resolution}{suffix}.npz", overwrite=args.overwrite) as staged:
