@@ -446,7 +446,10 @@ def test_runs_are_evaluated_again_with_sub_grid_inference(tiny_runs, tmp_path: P
     with torch.no_grad():
         np.testing.assert_allclose(saved["prediction"], model(inputs[:2]).predictions[..., 0].numpy(), rtol=1e-5,
                                    atol=1e-6)  # fmt: skip
-    figure = plot_comparison(load_results([mano, vit]), tmp_path / "tagged.png", tag="n8")  # MANO's tagged, ViT's own
+    tagged = load_results([mano, vit], tag="n8")  # MANO's metrics from the evaluation, ViT's own
+    assert tagged[0]["test"] == evaluation["test"] and [run["evaluation"] for run in tagged] == ["n8", None]
+    assert "| n8 |" in seed_table(tagged) and "| direct |" in seed_table(tagged)
+    figure = plot_comparison(tagged, tmp_path / "tagged.png", tag="n8")
     assert figure.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(OutputExistsError):
         evaluate_run(mano, args)

@@ -21,11 +21,12 @@ def main(argv: list[str]) -> None:
                         "(default: <parent of the first run>/darcy_comparison)")  # fmt: skip
     parser.add_argument("--sample", type=int, default=0, help="test sample shown in the figure (default 0)")
     parser.add_argument("--tag", default=None,
-                        help="show the predictions of scripts/evaluate_darcy.py --tag TAG where a run has them")
+                        help="use the test metrics and predictions of scripts/evaluate_darcy.py --tag TAG where a run "
+                        "has them")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing table and figure")
     args = parser.parse_args(argv)
 
-    runs = load_results(args.run_dirs)
+    runs = load_results(args.run_dirs, tag=args.tag)
     prefix = Path(args.output) if args.output else Path(args.run_dirs[0]).parent / "darcy_comparison"
     table_path, figure_path = prefix.with_suffix(".md"), prefix.with_suffix(".png")
     for path in (table_path, figure_path):
