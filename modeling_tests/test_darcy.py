@@ -457,6 +457,26 @@ def test_runs_are_evaluated_again_with_sub_grid_inference(tiny_runs, tmp_path: P
         evaluate_run(vit, EvaluationArguments(run_dirs=[str(vit)], native_resolution=8, cache_dir=str(root / "cache")))
 
 
+def test_mano_runs_are_evaluated_again_with_a_pinned_level_count(tiny_runs, tmp_path: Path) -> None:
+    root, runs = tiny_runs
+    mano, vit = (shutil.copytree(run, tmp_path / run.name) for run in runs[:2])
+    args = EvaluationArguments(run_dirs=[str(mano)], num_levels=2, cache_dir=str(root / "cache"), tag="l2")
+    evaluation = evaluate_run(mano, args)
+    model = AutoModel.from_pretrained(mano, num_levels=2).eval()
+    assert model.config.levels_for(16, 16) == 2 != AutoModel.from_pretrained(mano).config.levels_for(16, 16)
+    inputs, targets = as_tensors(load_generated_darcy(8, (8, 16), 8, 2, cache_dir=root / "cache")["test_16"])
+    with torch.no_grad():
+        expected = relative_errors(model(inputs).predictions.numpy(), targets.numpy())["relative_mse"]
+    # the same float32 model on the same inputs in one batch each: only summation order may differ
+    assert evaluation["test"]["16"]["relative_mse"] == pytest.approx(expected, rel=1e-5)
+    # and it is not the saved level count: the predictions move by far more than float32 rounding (6e-8 relative)
+    pinned, saved = (np.load(mano / name)["prediction"] for name in ("predictions_16-l2.npz", "predictions_16.npz"))
+    assert np.abs(pinned - saved).max() > 1e-5 * np.abs(saved).max()
+    assert json.loads((mano / "evaluation-l2.json").read_text())["num_levels"] == 2
+    with pytest.raises(ValueError, match="--num_levels applies to MANO operators"):
+        evaluate_run(vit, EvaluationArguments(run_dirs=[str(vit)], num_levels=2, cache_dir=str(root / "cache")))
+
+
 def test_strided_upsampling_is_linear_between_the_sub_grid_points_and_constant_past_the_last() -> None:
     coarse = torch.randn(2, 4, 4, 3, dtype=torch.float64)
     fine = upsample_strided(coarse, 2)

@@ -4,7 +4,8 @@ A run folder of `scripts/train_darcy.py` holds a model that `AutoModel.from_pret
 again needs no training: this is how MANO's `native_resolution` (a finer grid run as interleaved sub-grids at the
 trained spacing) is measured on runs trained without it. `interpolate_from` is the reference for any model: the
 model sees only the points of a finer grid at the trained spacing, and its prediction there is interpolated
-(linearly) onto the finer grid. Results go to `evaluation[-<tag>].json` in the run folder.
+(linearly) onto the finer grid. `num_levels` pins MANO's level count, which tells a level the model never trained
+apart from the spacing of its stencils as the cause of an error on a finer grid. Results go to `evaluation[-<tag>].json` in the run folder.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class EvaluationArguments:
         default=None,
         metadata={"help": "Any model: on grids that are multiples of this side, predict on the sub-grid of this side "
                           "that starts at the origin and interpolate the prediction linearly (e.g. 16)."},  # fmt: skip
+    )
+    num_levels: int | None = field(
+        default=None,
+        metadata={"help": "MANO only: this level count on every grid instead of the saved one (e.g. 4, the count of "
+                          "a 16x16 training grid, also at 32x32)."},  # fmt: skip
     )
     data: str | None = field(default=None, metadata={"help": "Data set (None: each run's own)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the run's, else the datasets cache)."})
@@ -77,10 +83,11 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
     model = AutoModel.from_pretrained(run_dir).eval()
     if args.native_resolution is not None and args.interpolate_from is not None:
         raise ValueError("--native_resolution and --interpolate_from are two ways to evaluate: pass one")
-    if args.native_resolution is not None:
-        if not isinstance(model, ManoOperatorModel):
-            raise ValueError(f"--native_resolution applies to MANO operators; {run_dir} holds {type(model).__name__}")
-        model.config.native_resolution = args.native_resolution
+    for option in ("native_resolution", "num_levels"):
+        if getattr(args, option) is not None:
+            if not isinstance(model, ManoOperatorModel):
+                raise ValueError(f"--{option} applies to MANO operators; {run_dir} holds {type(model).__name__}")
+            setattr(model.config, option, getattr(args, option))
     recorded = results["arguments"]["data"]  # the run's own data arguments (sizes, splits, resolutions)
     data = load_darcy(
         args.data or recorded["data"], args.cache_dir or recorded["cache_dir"], recorded["data_source"],
@@ -107,7 +114,7 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
             with staged.open("wb") as handle:
                 np.savez_compressed(handle, coefficient=inputs[keep, ..., 0].numpy(), solution=targets[keep, ..., 0].numpy(),
                                     prediction=predictions[keep, ..., 0].numpy())  # fmt: skip
-    evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution,
+    evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution, "num_levels": args.num_levels,
                   "interpolate_from": args.interpolate_from, "test": tests, "machine": machine_info()}  # fmt: skip
     name = f"evaluation{suffix}.json"
     atomic_write_text(run_dir / name, json.dumps(evaluation, indent=2), overwrite=args.overwrite)
