@@ -101,7 +101,8 @@ def plot_comparison(
 
     resolutions = _resolutions(runs)
     columns = 2 + 2 * len(runs)
-    figure, axes = plt.subplots(len(resolutions), columns, figsize=(2.2 * columns, 2.4 * len(resolutions)), squeeze=False)
+    size = (2.2 * columns, 2.7 * len(resolutions))  # room for two-line titles between the rows
+    figure, axes = plt.subplots(len(resolutions), columns, figsize=size, squeeze=False)
     for row, resolution in zip(axes, resolutions):
         saved, errors_of, names = [], [], []
         for run in runs:
