@@ -356,6 +356,7 @@ def test_two_process_torchrun_trains_one_model(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     completed = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "find_unused_parameters" not in completed.stderr  # DDP is told that every parameter gets a gradient
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     # The same global batch of 4 (4 on one process, 2 + 2 on two, in the same order): the same first loss, the mean
     # relative L2 of the same samples (float32 means of 4 or of 2 + 2 terms: ~1e-7 apart); a loss that was not
@@ -363,6 +364,20 @@ def test_two_process_torchrun_trains_one_model(tmp_path: Path) -> None:
     first = [next(e["loss"] for e in results["history"] if "loss" in e) for results in (one, two)]
     assert first[1] == pytest.approx(first[0], rel=1e-4)
     assert two["test"]["16"]["num_samples"] == 2 and (tmp_path / "two" / "predictions_16.npz").is_file()
+
+
+def test_the_script_reports_a_user_error_in_one_line(tmp_path: Path) -> None:
+    """An unknown data set prints one line that names it and writes nothing; --traceback brings the traceback."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_darcy.py"
+    command = [sys.executable, str(script), "--data", "no_such_data", "--output_dir", str(tmp_path / "run")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    errors = [line for line in plain.stderr.splitlines() if line.startswith("error:")]
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr, plain.stderr[-2000:]
+    assert len(errors) == 1 and "no_such_data" in errors[0] and "--traceback" in errors[0]
+    assert not (tmp_path / "run").exists()
+    debug = subprocess.run([*command, "--traceback"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
 def test_existing_output_is_refused_without_overwrite(tiny_runs, tmp_path: Path) -> None:

@@ -598,9 +598,11 @@ def test_swinv2_arguments_alone_make_a_valid_config():
         ({"num_levels": [0, 1, 1, 1]}, "num_levels holds counts below 1"),
         ({"sampling_rate": 1}, "sampling_rate"),
         ({"num_level": [1, 1, 1, 1]}, "num_level"),
+        ({"sampling_rate": 2.5}, "sampling_rate"),
+        ({"num_levels": 3}, "num_levels"),
     ],
     ids=["projector-type", "weighting", "init", "levels-string", "levels-length", "levels-too-deep", "levels-zero",
-         "sampling-rate", "typo"],
+         "sampling-rate", "typo", "sampling-rate-float", "levels-int"],
 )
 def test_invalid_config_values_name_the_field(kwargs, field):
     with pytest.raises((ValueError, StrictDataclassError), match=field.replace("[", r"\[").replace("]", r"\]")):
@@ -616,6 +618,13 @@ def test_config_assignments_are_checked_like_arguments(field, value):
     with pytest.raises(StrictDataclassError, match=f"field '{field}'"):
         setattr(config, field, value)
     assert getattr(config, field) == getattr(ManoConfig(), field)
+
+
+def test_embeddings_without_pixel_values_name_them():
+    # Swinv2Model.forward checks first; the embeddings module (also reached by the backbone) checks on its own
+    config = ManoConfig(image_size=32, embed_dim=8, depths=[1], num_heads=[1], window_size=4)
+    with pytest.raises(ValueError, match="pixel_values are required"):
+        ManoModel(config).embeddings(None)
 
 
 def test_config_checks_that_involve_several_fields_run_again_at_save(tmp_path):

@@ -330,6 +330,8 @@ def run_darcy(
     training_args.remove_unused_columns = False  # the collator reads `coefficient` and `solution`
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for: keeps torch's warning away
+    if training_args.ddp_find_unused_parameters is None:
+        training_args.ddp_find_unused_parameters = False  # every parameter of the three models has a gradient
     check_output_dir(training_args)
     checkpoint = resolve_checkpoint(training_args)
     machine_before = machine_info(str(training_args.device))
