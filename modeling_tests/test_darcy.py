@@ -376,7 +376,8 @@ def test_the_script_reports_a_user_error_in_one_line(tmp_path: Path) -> None:
     assert plain.returncode == 1 and "Traceback" not in plain.stderr, plain.stderr[-2000:]
     assert len(errors) == 1 and "no_such_data" in errors[0] and "--traceback" in errors[0]
     assert not (tmp_path / "run").exists()
-    debug = subprocess.run([*command, "--traceback"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    debug = subprocess.run([*command, "--traceback"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                           env=env)  # fmt: skip
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 

@@ -37,7 +37,12 @@ from transformers_mano.image_classification import (
     trainable_parameter_names,
 )
 from transformers_mano.image_classification.freezing import projector_parameter_names
-from transformers_mano.image_classification.run import build_model_and_processor, prepare_datasets
+from transformers_mano.image_classification.run import (
+    DIGITS_RECIPE,
+    build_model_and_processor,
+    build_parser,
+    prepare_datasets,
+)
 from transformers_mano.utils.run_folder import check_output_dir
 from transformers_mano.image_classification.transforms import SAMPLE_INDEX_COLUMN
 
@@ -516,3 +521,14 @@ def test_the_script_reports_a_user_error_in_one_line(tmp_path):
     assert plain.stderr.strip().splitlines()[-1].startswith("error: Image folder") and "--traceback" in plain.stderr
     debug = subprocess.run([*command, "--traceback"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_help_says_what_a_run_without_arguments_does():
+    """`--help` shows Trainer's defaults; it must also say what the no-argument digits run uses instead."""
+    parser = build_parser()
+    text = " ".join(parser.format_help().split())  # argparse wraps lines
+    assert "--num_train_epochs 10" in text and "--per_device_train_batch_size 32" in text  # the description
+    helps = {action.option_strings[0].removeprefix("--"): action.help
+             for action in parser._actions if action.option_strings}  # fmt: skip
+    for name, value in DIGITS_RECIPE.items():  # and each option's own help
+        assert helps[name].endswith(f"uses {value})"), (name, helps[name])

@@ -95,7 +95,11 @@ def uses_embedded_recipe(model_args: ModelArguments, data_args: DataTrainingArgu
 
 def build_parser() -> HfArgumentParser:
     """The parser of the script; `--help` names, for each option of the digits recipe, the value that recipe uses."""
-    parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
+    recipe = ", ".join(f"--{name} {value}" for name, value in DIGITS_RECIPE.items())
+    description = (f"{__doc__.split(chr(10) * 2)[0]} With no checkpoint and no data it trains a small MANO (or "
+                   f"--model_type swinv2) from scratch on the embedded 8x8 digits, offline, into outputs/<model>-digits, "
+                   f"with {recipe}; every option below can change that.")  # fmt: skip
+    parser = HfArgumentParser(ARGUMENT_CLASSES, description=description)
     for action in parser._actions:
         name = action.option_strings[0].removeprefix("--") if action.option_strings else None
         if name in DIGITS_RECIPE:
