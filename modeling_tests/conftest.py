@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -90,6 +91,21 @@ class ManoModelTester:
 def tester() -> ManoModelTester:
     torch.manual_seed(0)
     return ManoModelTester()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Interrupted training runs (the resume tests of fine-tuning and Darcy)
+
+
+class StopAtStep(TrainerCallback):
+    """Stops training after `step` (after its checkpoint is written), as a killed job would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
 
 
 # ----------------------------------------------------------------------------------------------------------------------

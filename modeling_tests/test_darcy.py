@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 from datasets import DatasetDict
-from transformers import AutoModel, TrainerCallback
+from transformers import AutoModel
 
+from conftest import StopAtStep
 from transformers_mano import ManoOperatorConfig, ManoOperatorModel
 from transformers_mano.physics import data as darcy
 from transformers_mano.physics.compare import comparison_table, load_results, plot_comparison, seed_table
@@ -302,17 +303,6 @@ def test_baselines_match_the_benchmark_mano_within_ten_percent(model: str) -> No
     mano = count_parameters(build_operator(DarcyModelArguments(model="mano")))
     baseline = count_parameters(build_operator(DarcyModelArguments(model=model)))
     assert abs(baseline - mano) / mano < 0.1
-
-
-class StopAtStep(TrainerCallback):
-    """Stops training after `step` (after its checkpoint is written), as a killed job would."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 @pytest.mark.parametrize("model", ["mano", "fno"])

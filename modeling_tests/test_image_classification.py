@@ -21,6 +21,7 @@ from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, Value
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainerCallback, ViTImageProcessorPil
 
+from conftest import StopAtStep
 from transformers_mano import ManoConfig, ManoForImageClassification
 from transformers_mano.image_classification import (
     DATASET_PRESETS,
@@ -403,17 +404,6 @@ def test_evaluation_sees_the_pixels_of_the_saved_image_processor(image_folder, t
     published = AutoImageProcessor.from_pretrained(out)(images=images, return_tensors="pt")["pixel_values"]
     assert evaluated.shape == published.shape == (3, 3, 16, 16)
     assert torch.equal(evaluated, published)
-
-
-class StopAtStep(TrainerCallback):
-    """Stops training after `step` (after its checkpoint is written), as a killed job would."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 class KeepModel(TrainerCallback):
