@@ -488,6 +488,7 @@ def test_two_process_torchrun_on_cpu_logs_the_same_loss_scale_as_one_process(ima
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     completed = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "find_unused_parameters" not in completed.stderr  # DDP is told that every parameter gets a gradient
     # The same global batch of 8 (8 on one process, 4 + 4 on two, in the same sampler order): the same first loss,
     # where a loss scaled by the world size would log twice it. The per-sample losses are the same float32
     # arithmetic batched by 8 or by 4 (kernels may block differently: ~1e-6 relative); 1e-4 covers that.
