@@ -5,9 +5,15 @@ from __future__ import annotations
 import math
 import os
 
-import pytest
-import torch
-from transformers import TrainerCallback
+# No Hub, no network: every model and data set in the tests is built locally. Set before anything imports
+# huggingface_hub, which reads these once, at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -16,11 +22,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Python of an environment with another supported transformers release (and this package): the "
         "cross-release remote-code test saves in each environment and loads in the other. .ci/run passes it.",
     )
-
-
-# No Hub, no network: every model and data set in the tests is built locally.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 # Prepended to the code of a subprocess that must run as on a machine without this package, and with a transformers

@@ -276,6 +276,14 @@ def put_in_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = "0" 
     (repository / "refs" / "main").write_text(commit)
 
 
+def test_the_suite_runs_offline() -> None:
+    """conftest.py turns offline mode on before huggingface_hub is imported (it reads the variable once, at import):
+    otherwise the Hub-id tests below wait out HTTP retries on a machine without network."""
+    from huggingface_hub import constants
+
+    assert constants.HF_HUB_OFFLINE
+
+
 def test_hub_ids_load_through_transformers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Hub id as the microsoft checkpoints are laid out: pytorch_model.bin only and the legacy 240-byte
     ViTFeatureExtractor file, read from the Hub cache by transformers' own loading (offline here)."""
