@@ -146,51 +146,74 @@ def render_model_card(
 ) -> ModelCard:
     """The model card of a converted checkpoint: Hub metadata from `ModelCardData`, text from the template
     (the one shipped in this package unless `template` names another file)."""
-    if template is None:
-        text = resources.files(__package__).joinpath(CARD_TEMPLATE).read_text()
-    elif Path(template).is_file():
-        text = Path(template).read_text()
-    else:
-        raise FileNotFoundError(f"model card template {template} not found")
+    text = _card_template_text(template)
     is_classifier = report.target_architecture == "ManoForImageClassification"
     pipeline_tag = "image-classification" if is_classifier else "image-feature-extraction"
-    card_data = ModelCardData(
+    source = base_model or Path(report.source).name  # never a local path in a published card
+    body = Template(text).substitute(
+        metadata=_card_metadata(pipeline_tag, license, base_model).to_yaml(),
+        model_id=model_id,
+        source=source,
+        starting_point=_starting_point_text(report, source),
+        task=pipeline_tag,
+        numeric_check=_numeric_check_text(report),
+        **_card_architecture_fields(report),
+    )
+    return ModelCard(body)
+
+
+def _card_template_text(template: str | os.PathLike | None) -> str:
+    """The card template: the one shipped in this package, or the file `template` names."""
+    if template is None:
+        return resources.files(__package__).joinpath(CARD_TEMPLATE).read_text()
+    if Path(template).is_file():
+        return Path(template).read_text()
+    raise FileNotFoundError(f"model card template {template} not found")
+
+
+def _card_metadata(pipeline_tag: str, license: str, base_model: str | None) -> ModelCardData:
+    """The card's Hub metadata (its YAML header)."""
+    return ModelCardData(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
         license=license,
         base_model=base_model,
         tags=["mano", "multipole-attention", "swinv2", "vision", pipeline_tag],
     )
-    labels = report.labels
-    shown_labels = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
-    source = base_model or Path(report.source).name  # never a local path in a published card
+
+
+def _numeric_check_text(report: ConversionReport) -> str:
+    """What the numeric check against the source found, in a sentence."""
     if report.max_abs_diff is None:
-        check_text = "The numeric check against the source was skipped at conversion time."
-    else:
-        check_text = (
-            f"At conversion, the largest |{report.compared_output} difference| between this model and the source "
-            f"SwinV2 on {report.num_check_inputs} random inputs was {report.max_abs_diff:.3e} with both run in "
-            f"float64 and {report.max_abs_diff_float32:.3e} in float32"
-            + (" (the same function: float32 differences are rounding, which the logit scales of SwinV2 amplify)."
-               if report.exact_expected else " (the far field is active from the start, so outputs differ by design).")
-        )  # fmt: skip
+        return "The numeric check against the source was skipped at conversion time."
+    return (
+        f"At conversion, the largest |{report.compared_output} difference| between this model and the source "
+        f"SwinV2 on {report.num_check_inputs} random inputs was {report.max_abs_diff:.3e} with both run in "
+        f"float64 and {report.max_abs_diff_float32:.3e} in float32"
+        + (" (the same function: float32 differences are rounding, which the logit scales of SwinV2 amplify)."
+           if report.exact_expected else " (the far field is active from the start, so outputs differ by design).")
+    )  # fmt: skip
+
+
+def _starting_point_text(report: ConversionReport, source: str) -> str:
+    """Whether the converted model computes what its source computes, or needs fine-tuning first."""
     if report.exact_expected:
-        starting_point = (
+        return (
             f"Freshly converted: this model computes what `{source}` computes (the `up` projectors start at zero), "
             "so its coarse levels contribute nothing until the model is fine-tuned."
         )
-    else:
-        starting_point = (
-            f"Freshly converted with projector initialisation `{report.projector_init}` (type "
-            f"`{report.projector_type}`): the coarse levels contribute from the start, so outputs differ from "
-            f"`{source}` and the model needs fine-tuning before use."
-        )
-    body = Template(text).substitute(
-        metadata=card_data.to_yaml(),
-        model_id=model_id,
-        source=source,
-        starting_point=starting_point,
-        task=pipeline_tag,
+    return (
+        f"Freshly converted with projector initialisation `{report.projector_init}` (type "
+        f"`{report.projector_type}`): the coarse levels contribute from the start, so outputs differ from "
+        f"`{source}` and the model needs fine-tuning before use."
+    )
+
+
+def _card_architecture_fields(report: ConversionReport) -> dict[str, str]:
+    """The template fields that describe the converted architecture: classes, levels, projectors, sizes, labels."""
+    labels = report.labels
+    shown_labels = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
+    return dict(
         auto_class=_AUTO_CLASS_NAMES[report.target_architecture],
         target_architecture=report.target_architecture,
         level_plan="\n".join(f"  - {plan.describe()}" for plan in report.level_plan),
@@ -203,11 +226,7 @@ def render_model_card(
         level_weighting=report.level_weighting,
         head=report.head,
         labels=shown_labels or "none (feature extractor)",
-        numeric_check=check_text,
     )
-    return ModelCard(body)
-
-
 
 
 __all__ = ["ConversionReport", "StagePlan", "level_plan", "render_model_card"]

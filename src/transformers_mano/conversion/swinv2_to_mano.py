@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from huggingface_hub import HfApi
@@ -408,6 +409,17 @@ def _check_reload(mano_class: type[ManoPreTrainedModel], model: ManoPreTrainedMo
 # The conversion
 
 
+class ConversionPlan(NamedTuple):
+    """What a conversion reads and builds: the source's config and class (as `config.architectures` names SwinV2
+    classes), the SwinV2 class whose MANO counterpart is built, the MANO config, and whether the classifier is new."""
+
+    source_config: Swinv2Config
+    source: str
+    target: str
+    config: ManoConfig
+    new_head: bool
+
+
 def _check_arguments(
     checkpoint: str, output_dir: Path, overwrite: bool, projector_init: str, num_check_inputs: int,
     card_template: str | os.PathLike | None, push_to_hub: bool, hub_model_id: str | None,
@@ -499,9 +511,39 @@ def convert_swinv2_checkpoint(
     output_dir = Path(output_dir).resolve()
     _check_arguments(checkpoint, output_dir, overwrite, projector_init, num_check_inputs, card_template,
                      push_to_hub, hub_model_id)  # fmt: skip
-    is_local = Path(checkpoint).is_dir()
     hub_kwargs = {"revision": revision, "cache_dir": cache_dir, "token": token}
+    plan = _plan_conversion(
+        checkpoint, source_architecture_name, num_levels, projector_init, projector_type, level_weighting,
+        num_labels, label_names, hub_kwargs,
+    )  # fmt: skip
+    mano_class, config = MANO_COUNTERPARTS[plan.target], plan.config
 
+    model, dropped = load_into_mano(checkpoint, mano_class, config, plan.new_head, **hub_kwargs)
+    report = _describe(checkpoint, plan.source_config, plan.source, model, plan.target, plan.new_head, dropped,
+                       output_dir)  # fmt: skip
+    if num_check_inputs:
+        _check_against_source(model, plan.target, report, num_check_inputs, tolerance)
+
+    if base_model is None and not Path(checkpoint).is_dir():
+        base_model = checkpoint  # a Hub id; a local folder is no valid `base_model`
+    card_arguments = (hub_model_id or output_dir.name, base_model, license, card_template)
+    _write_repository(model, mano_class, config, checkpoint, output_dir, overwrite, report, card_arguments,
+                      hub_kwargs)  # fmt: skip
+    if push_to_hub:
+        levels = " ".join(map(str, config.resolved_num_levels()))
+        report.pushed_to = push_folder_to_hub(
+            output_dir, hub_model_id, private=private, token=token,
+            commit_message=f"Convert {checkpoint} to MANO (levels {levels})",
+        )  # fmt: skip
+    return report
+
+
+def _plan_conversion(
+    checkpoint: str, source_architecture_name: str | None, num_levels: str | Sequence[int], projector_init: str,
+    projector_type: str, level_weighting: str, num_labels: int | None, label_names: Sequence[str] | None,
+    hub_kwargs: dict,
+) -> ConversionPlan:  # fmt: skip
+    """Read the source's configuration and decide the target class and the MANO configuration."""
     source_config = read_source_config(checkpoint, **hub_kwargs)
     source = source_architecture(source_config, source_architecture_name)
     config = build_mano_config(
@@ -510,16 +552,16 @@ def convert_swinv2_checkpoint(
     source_labels = dict(source_config.id2label) if source == "Swinv2ForImageClassification" else {}
     new_head = (num_labels is not None or label_names is not None) and dict(config.id2label) != source_labels
     target = target_architecture(source, new_head)
-    mano_class = MANO_COUNTERPARTS[target]
-    config.architectures = [mano_class.__name__]
+    config.architectures = [MANO_COUNTERPARTS[target].__name__]
+    return ConversionPlan(source_config, source, target, config, new_head)
 
-    model, dropped = load_into_mano(checkpoint, mano_class, config, new_head, **hub_kwargs)
-    report = _describe(checkpoint, source_config, source, model, target, new_head, dropped, output_dir)
-    if num_check_inputs:
-        _check_against_source(model, target, report, num_check_inputs, tolerance)
 
-    if base_model is None and not is_local:
-        base_model = checkpoint
+def _write_repository(
+    model: ManoPreTrainedModel, mano_class: type[ManoPreTrainedModel], config: ManoConfig, checkpoint: str,
+    output_dir: Path, overwrite: bool, report: ConversionReport, card_arguments: tuple, hub_kwargs: dict,
+) -> None:  # fmt: skip
+    """Write the complete repository atomically: weights and config, the image processor, a reload check, the
+    card. `card_arguments` are `render_model_card`'s after the report; nothing is left behind on failure."""
     try:
         with atomic_directory(output_dir, overwrite=overwrite) as staging:
             model.save_pretrained(staging)
@@ -527,19 +569,12 @@ def convert_swinv2_checkpoint(
             _check_reload(mano_class, model, staging)
             report.files = sorted([*(path.name for path in staging.iterdir()), "README.md"])
             try:
-                card = render_model_card(report, hub_model_id or output_dir.name, base_model, license, card_template)
+                card = render_model_card(report, *card_arguments)
             except FileNotFoundError as error:
                 raise ConversionError(str(error)) from error
             card.save(staging / "README.md")
     except OutputExistsError as error:
         raise ConversionError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it") from error
-    if push_to_hub:
-        levels = " ".join(map(str, config.resolved_num_levels()))
-        report.pushed_to = push_folder_to_hub(
-            output_dir, hub_model_id, private=private, token=token,
-            commit_message=f"Convert {checkpoint} to MANO (levels {levels})",
-        )  # fmt: skip
-    return report
 
 
 __all__ = [
