@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset, load_from_disk
 
 IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
@@ -147,6 +147,102 @@ def _standardize(raw: DatasetDict, image_column: str, label_column: str) -> Data
     return out
 
 
+@dataclass
+class _Source:
+    """A data source as loaded: its splits under their own names, which of them plays train, validation and test,
+    and the columns that hold the images and labels. `name` describes it in error messages."""
+
+    raw: DatasetDict
+    name: str
+    image_column: str
+    label_column: str
+    train_split: str = "train"
+    validation_split: str | None = None
+    test_split: str | None = None
+
+
+def _check_one_source(dataset: str | None, dataset_name: str | None, train_dir: str | None,
+                      validation_dir: str | None, test_dir: str | None) -> None:  # fmt: skip
+    given = (("--dataset", dataset), ("--dataset_name", dataset_name), ("--train_dir", train_dir))
+    sources = [name for name, value in given if value]
+    if len(sources) > 1:
+        raise ValueError(f"Give one data source, got {' and '.join(sources)}")
+    if (validation_dir or test_dir) and not train_dir:
+        raise ValueError("--validation_dir/--test_dir need --train_dir")
+
+
+def is_saved_dataset(path: str) -> bool:
+    """Whether `path` is a folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
+    return os.path.isdir(path) and any(
+        os.path.isfile(os.path.join(path, name)) for name in ("dataset_dict.json", "state.json")
+    )
+
+
+def _load_dataset_name(dataset_name: str, config_name: str | None, cache_dir: str | None,
+                       token: str | bool | None) -> DatasetDict:  # fmt: skip
+    """A Hub id or a path `load_dataset` reads; a folder of `save_to_disk` (e.g. from `scripts/make_pathfinder.py`)
+    is read with `load_from_disk`, which keeps its splits and label names."""
+    if not is_saved_dataset(dataset_name):
+        return load_dataset(dataset_name, config_name, cache_dir=cache_dir, token=token)
+    saved = load_from_disk(dataset_name)
+    return saved if isinstance(saved, DatasetDict) else DatasetDict(train=saved)
+
+
+def _check_image_folders(*folders: str | None) -> None:
+    for folder in filter(None, folders):
+        if not os.path.isdir(folder):
+            raise ValueError(f"Image folder {folder!r} does not exist")
+        classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        if len(classes) < 2:
+            raise ValueError(
+                f"Image folder {folder!r} needs one sub-folder of images per class, at least two; it has "
+                f"{len(classes)} sub-folder(s){': ' + classes[0] if classes else ''}"
+            )
+
+
+def _image_folder_source(train_dir: str, validation_dir: str | None, test_dir: str | None,
+                         cache_dir: str | None) -> _Source:  # fmt: skip
+    _check_image_folders(train_dir, validation_dir, test_dir)
+    folders = {"train": train_dir, "validation": validation_dir, "test": test_dir}
+    data_files = {split: os.path.join(folder, "**") for split, folder in folders.items() if folder}
+    raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+    return _Source(raw, f"image folder {train_dir!r}", IMAGE_COLUMN, LABEL_COLUMN,
+                   validation_split="validation" if validation_dir else None,
+                   test_split="test" if test_dir else None)  # fmt: skip
+
+
+def _open_source(dataset: str | None, dataset_name: str | None, dataset_config_name: str | None,
+                 train_dir: str | None, validation_dir: str | None, test_dir: str | None, train_split_name: str,
+                 validation_split_name: str | None, test_split_name: str | None, embedded_image_size: int,
+                 cache_dir: str | None, token: str | bool | None) -> _Source:  # fmt: skip
+    """Load the one source given (the embedded digits when none is) with its split names and default columns."""
+    if dataset_name is not None:
+        raw = _load_dataset_name(dataset_name, dataset_config_name, cache_dir, token)
+        if is_saved_dataset(dataset_name):  # a saved DatasetDict's own validation/test splits, unless named
+            validation_split_name = validation_split_name or ("validation" if "validation" in raw else None)
+            test_split_name = test_split_name or ("test" if "test" in raw else None)
+        return _Source(raw, f"data set {dataset_name!r}", IMAGE_COLUMN, LABEL_COLUMN, train_split_name,
+                       validation_split_name, test_split_name)  # fmt: skip
+    if train_dir is not None:
+        return _image_folder_source(train_dir, validation_dir, test_dir, cache_dir)
+    if dataset in (None, EMBEDDED_DATASET):
+        raw = load_digits_dataset(image_size=embedded_image_size)
+        return _Source(raw, "the embedded digits", IMAGE_COLUMN, LABEL_COLUMN, test_split="test")
+    preset = resolve_preset(dataset)
+    raw = load_dataset(preset.path, cache_dir=cache_dir, token=token)
+    return _Source(raw, f"preset {dataset!r} ({preset.path})", preset.image_column, preset.label_column,
+                   preset.train_split, preset.validation_split, preset.test_split)  # fmt: skip
+
+
+def _select_splits(source: _Source) -> DatasetDict:
+    """The source's train, validation and test splits under those names; a missing one raises."""
+    wanted = {"train": source.train_split, "validation": source.validation_split, "test": source.test_split}
+    for role, split in wanted.items():
+        if split is not None and split not in source.raw:
+            raise ValueError(f"{source.name} has no {role} split {split!r}; its splits are {list(source.raw)}")
+    return DatasetDict({role: source.raw[split] for role, split in wanted.items() if split is not None})
+
+
 def load_image_classification_splits(
     dataset: str | None = None,
     dataset_name: str | None = None,
@@ -168,66 +264,18 @@ def load_image_classification_splits(
     """Load one image classification source as `train`/`validation`(/`test`) splits with `image`/`label` columns.
 
     Exactly one source is used: a `dataset` preset (one of `DATASET_PRESETS`, or "digits"), a `dataset_name`
-    (a Hub id or a local path `datasets.load_dataset` reads), or local `imagefolder` directories (`train_dir`,
-    optionally `validation_dir`/`test_dir`; one sub-folder per class). With none, the embedded digits are used.
-    A missing validation split is carved from `train` (`train_val_split`, `split_seed`).
+    (a Hub id, a local path `datasets.load_dataset` reads, or a folder of `save_to_disk`), or local `imagefolder`
+    directories (`train_dir`, optionally `validation_dir`/`test_dir`; one sub-folder per class). With none, the
+    embedded digits are used. A missing validation split is carved from `train` (`train_val_split`, `split_seed`).
     """
-    given = (("--dataset", dataset), ("--dataset_name", dataset_name), ("--train_dir", train_dir))
-    sources = [name for name, value in given if value]
-    if len(sources) > 1:
-        raise ValueError(f"Give one data source, got {' and '.join(sources)}")
-    if (validation_dir or test_dir) and not train_dir:
-        raise ValueError("--validation_dir/--test_dir need --train_dir")
-    if not sources:
-        dataset = EMBEDDED_DATASET
-
-    validation_split = validation_split_name
-    test_split = test_split_name
-    if dataset == EMBEDDED_DATASET:
-        raw = load_digits_dataset(image_size=embedded_image_size)
-        source, image_column, label_column = "the embedded digits", IMAGE_COLUMN, LABEL_COLUMN
-        train_split, test_split = "train", "test"
-    elif dataset is not None:
-        preset = resolve_preset(dataset)
-        image_column = image_column_name or preset.image_column
-        label_column = label_column_name or preset.label_column
-        train_split, validation_split, test_split = preset.train_split, preset.validation_split, preset.test_split
-        source = f"preset {dataset!r} ({preset.path})"
-        raw = load_dataset(preset.path, cache_dir=cache_dir, token=token)
-    elif dataset_name is not None:
-        image_column = image_column_name or IMAGE_COLUMN
-        label_column = label_column_name or LABEL_COLUMN
-        train_split = train_split_name
-        source = f"data set {dataset_name!r}"
-        raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, token=token)
-    else:
-        data_files = {"train": os.path.join(train_dir, "**")}
-        if validation_dir:
-            data_files["validation"] = os.path.join(validation_dir, "**")
-        if test_dir:
-            data_files["test"] = os.path.join(test_dir, "**")
-        for folder in filter(None, (train_dir, validation_dir, test_dir)):
-            if not os.path.isdir(folder):
-                raise ValueError(f"Image folder {folder!r} does not exist")
-            classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
-            if len(classes) < 2:
-                raise ValueError(
-                    f"Image folder {folder!r} needs one sub-folder of images per class, at least two; it has "
-                    f"{len(classes)} sub-folder(s){': ' + classes[0] if classes else ''}"
-                )
-        raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
-        image_column, label_column = image_column_name or IMAGE_COLUMN, label_column_name or LABEL_COLUMN
-        train_split = "train"
-        validation_split = "validation" if validation_dir else None
-        test_split = "test" if test_dir else None
-        source = f"image folder {train_dir!r}"
-
-    for role, split in (("train", train_split), ("validation", validation_split), ("test", test_split)):
-        if split is not None and split not in raw:
-            raise ValueError(f"{source} has no {role} split {split!r}; its splits are {list(raw)}")
-    wanted = {"train": train_split, "validation": validation_split, "test": test_split}
-    raw = DatasetDict({role: raw[split] for role, split in wanted.items() if split is not None})
-    _check_columns(raw, image_column, label_column, source)
+    _check_one_source(dataset, dataset_name, train_dir, validation_dir, test_dir)
+    source = _open_source(dataset, dataset_name, dataset_config_name, train_dir, validation_dir, test_dir,
+                          train_split_name, validation_split_name, test_split_name, embedded_image_size, cache_dir,
+                          token)  # fmt: skip
+    image_column = image_column_name or source.image_column
+    label_column = label_column_name or source.label_column
+    raw = _select_splits(source)
+    _check_columns(raw, image_column, label_column, source.name)
     splits = _standardize(raw, image_column, label_column)
     if "validation" not in splits:
         splits["train"], splits["validation"] = carve_validation_split(splits["train"], train_val_split, split_seed)
@@ -246,6 +294,7 @@ __all__ = [
     "LABEL_COLUMN",
     "DatasetPreset",
     "carve_validation_split",
+    "is_saved_dataset",
     "label_names",
     "load_digits_dataset",
     "load_image_classification_splits",
