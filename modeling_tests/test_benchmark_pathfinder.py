@@ -1,0 +1,80 @@
+"""The Pathfinder comparison harness: every model kind builds and runs, the augmentation keeps labels, runs are saved."""
+
+import json
+
+import pytest
+import torch
+
+from transformers_mano.benchmark.pathfinder import (
+    MODEL_KINDS,
+    PathfinderRecipe,
+    build_model,
+    count_parameters,
+    dihedral,
+    load_splits,
+    run_comparison,
+)
+from transformers_mano.image_classification.pathfinder import PathfinderSpec, save_pathfinder
+from transformers_mano.models.mano.modeling_mano import ManoForImageClassification
+
+TINY = dict(embed_dim=12, depths=[1, 1], num_heads=[2, 2], stem_channels=4, cnn_channels=4)
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("stem", ["none", "conv"])
+def test_every_kind_maps_images_to_two_logits_and_learns(kind, stem):
+    torch.manual_seed(0)
+    model = build_model(kind, PathfinderRecipe(stem=stem, **TINY), image_size=16)
+    images = torch.randn(3, 1, 16, 16)
+    logits = model(images)
+    assert logits.shape == (3, 2)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_one_level_kind_is_mano_with_one_level_per_stage():
+    recipe = PathfinderRecipe(**TINY)
+    multi = build_model("mano", recipe, image_size=32).model
+    single = build_model("mano-one-level", recipe, image_size=32).model
+    assert isinstance(single, ManoForImageClassification)
+    assert single.config.resolved_num_levels() == [1, 1]
+    assert multi.config.resolved_num_levels()[0] > 1  # 32 px, patch 4: an 8x8 grid of 2x2 windows
+    # one level needs no projectors: the ablation has SwinV2's parameters, the full model adds only the projectors
+    swinv2 = build_model("swinv2", recipe, image_size=32).model
+    assert count_parameters(single) == count_parameters(swinv2) < count_parameters(multi)
+
+
+def test_dihedral_moves_pixels_without_changing_them():
+    images = torch.arange(4 * 25, dtype=torch.float32).reshape(4, 1, 5, 5)
+    moved = dihedral(images, torch.Generator().manual_seed(0))
+    assert moved.shape == images.shape
+    for before, after in zip(images, moved):  # each image keeps its own pixels, only rearranged
+        assert torch.equal(before.flatten().sort().values, after.flatten().sort().values)
+    assert not torch.equal(moved, images)  # seed 0 moves at least one of the four
+
+
+def test_bad_recipe_and_kind_are_named():
+    with pytest.raises(ValueError, match="stem"):
+        PathfinderRecipe(stem="resnet")
+    with pytest.raises(ValueError, match="depths"):
+        PathfinderRecipe(depths=[2, 2], num_heads=[3])
+    with pytest.raises(ValueError, match="unknown model kind"):
+        build_model("vit", PathfinderRecipe(), image_size=32)
+
+
+def test_comparison_writes_one_record_per_run_and_never_over_one(tmp_path):
+    data = tmp_path / "pathfinder"
+    save_pathfinder(data, PathfinderSpec(image_size=16), num_train=8, num_validation=4, num_test=4, seed=0)
+    splits = load_splits(data)
+    assert splits.images["train"].shape == (8, 1, 16, 16) and splits.image_size == 16
+    assert abs(float(splits.images["train"].mean())) < 1e-5  # normalised by the training set
+
+    recipe = PathfinderRecipe(epochs=2, batch_size=4, **TINY)
+    results = run_comparison(data, tmp_path / "runs", ["cnn", "mano"], [0], recipe)
+    assert [(r["model"], r["seed"]) for r in results] == [("cnn", 0), ("mano", 0)]
+    saved = json.loads((tmp_path / "runs" / "mano-s0.json").read_text())
+    assert saved["test_accuracy"] == results[1]["test_accuracy"]
+    assert 0.0 <= saved["test_accuracy"] <= 1.0 and saved["best_epoch"] in (1, 2)
+    assert len(saved["history"]) == 2 and saved["parameters"] > 0 and saved["flops"] > 0
+    with pytest.raises(FileExistsError, match="mano-s0.json"):
+        run_comparison(data, tmp_path / "runs", ["mano"], [0], recipe)

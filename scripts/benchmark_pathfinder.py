@@ -1,0 +1,31 @@
+"""Train MANO, SwinV2, MANO with one level per stage and a small CNN on a Pathfinder folder under one recipe.
+
+    python scripts/make_pathfinder.py --output_dir data/pathfinder-32
+    python scripts/benchmark_pathfinder.py --data_dir data/pathfinder-32 --output_dir out/pathfinder-32 --stem conv
+    python scripts/summarize_pathfinder.py out/pathfinder-32  # the table of docs/fine_tuning.md
+
+Each run writes `<model>-s<seed>.json` (history, best validation epoch, test accuracy there, parameters, FLOPs,
+wall time, machine) into `--output_dir`. See docs/fine_tuning.md for the recipe and the results.
+"""
+
+import sys
+
+import torch
+from transformers import HfArgumentParser
+
+from transformers_mano.benchmark.pathfinder import PathfinderBenchmarkArguments, PathfinderRecipe, run_comparison
+from transformers_mano.utils.cli import run_main
+
+
+def main(argv: list[str]) -> None:
+    parser = HfArgumentParser((PathfinderBenchmarkArguments, PathfinderRecipe), description=__doc__.split("\n\n")[0])
+    args, recipe = parser.parse_args_into_dataclasses(args=argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    for result in run_comparison(args.data_dir, args.output_dir, args.models, args.seeds, recipe):
+        print(f"{result['model']} seed {result['seed']}: test accuracy {result['test_accuracy']:.4f} "
+              f"(best validation epoch {result['best_epoch']}, {result['wall_seconds']:.0f} s)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,292 @@
+"""Pathfinder comparison: MANO, SwinV2, MANO with one level per stage, and a small CNN, trained the same way.
+
+Every model sees the same tensors in the same order (the seed fixes the shuffle, the augmentation and the
+initialisation), for the same number of epochs, with the same optimiser and schedule:
+
+- AdamW (betas 0.9, 0.999), linear warm-up then cosine decay to zero, gradient norm clipped at 1;
+- the dihedral group as augmentation (flips and transposes keep a curve a curve, so the label holds);
+- the epoch with the best validation accuracy is the one tested (choices on validation, never on test).
+
+The loop is plain torch on tensors held in memory rather than `Trainer`: 32 px images are small enough that the
+per-step overhead of a data loader and image processor would cost more than the models themselves on a CPU.
+The CNN is the baseline a user would try first and lives here, not in the library.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import DatasetDict, load_from_disk
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+from transformers import Swinv2Config, Swinv2ForImageClassification
+
+from ..models.mano.configuration_mano import ManoConfig
+from ..models.mano.modeling_mano import ManoForImageClassification
+from ..utils import atomic_write_text
+from ..utils.machine import machine_info
+
+MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "cnn")
+STEMS = ("none", "conv")
+
+
+@dataclass
+class PathfinderRecipe:
+    """The training recipe and the transformers' shape, shared by every model of a comparison."""
+
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    train_samples: int | None = None  # the first n training images (None: all)
+    augment: bool = True
+    stem: str = "none"  # "conv": two 3x3 convolutions at full resolution before the patch embedding
+    stem_channels: int = 16
+    patch_size: int = 4
+    window_size: int = 2
+    embed_dim: int = 48
+    depths: list[int] = field(default_factory=lambda: [2, 2])
+    num_heads: list[int] = field(default_factory=lambda: [3, 6])
+    cnn_channels: int = 32
+
+    def __post_init__(self):
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be positive, got {self.epochs} and {self.batch_size}")
+        if len(self.depths) != len(self.num_heads):
+            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} need one entry per stage each")
+
+
+class SmallCnn(nn.Module):
+    """Nine 3x3 convolutions (batch norm, ReLU), one 2x2 max-pool after the fourth, global average, linear head.
+
+    At 32 channels this is ~75 k parameters and a receptive field of 29 px: about a 32 px image.
+    """
+
+    def __init__(self, in_channels: int = 1, channels: int = 32, num_labels: int = 2, depth: int = 9):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for index in range(depth):
+            layers += [
+                nn.Conv2d(in_channels if index == 0 else channels, channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+            ]
+            if index == 3:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels, num_labels)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) images -> (B, num_labels) logits."""
+        return self.classifier(self.features(pixel_values).mean(dim=(2, 3)))
+
+
+class TransformerClassifier(nn.Module):
+    """A transformers image classifier behind an optional convolutional stem; returns the logits tensor."""
+
+    def __init__(self, model: nn.Module, stem: nn.Module | None = None):
+        super().__init__()
+        self.stem = stem if stem is not None else nn.Identity()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) images -> (B, num_labels) logits."""
+        return self.model(pixel_values=self.stem(pixel_values)).logits
+
+
+def conv_stem(in_channels: int, channels: int) -> nn.Module:
+    """Two 3x3 convolutions at full resolution (receptive field 5 px): local curve pieces, no long range."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, 3, padding=1), nn.GELU(), nn.Conv2d(channels, channels, 3, padding=1), nn.GELU()
+    )
+
+
+def build_model(kind: str, recipe: PathfinderRecipe, image_size: int, in_channels: int = 1) -> nn.Module:
+    """One of `MODEL_KINDS` for `image_size` px images with two labels."""
+    if kind == "cnn":
+        return SmallCnn(in_channels, recipe.cnn_channels)
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
+    stem = conv_stem(in_channels, recipe.stem_channels) if recipe.stem == "conv" else None
+    fields = {
+        "image_size": image_size, "patch_size": recipe.patch_size, "window_size": recipe.window_size,
+        "embed_dim": recipe.embed_dim, "depths": list(recipe.depths), "num_heads": list(recipe.num_heads),
+        "num_channels": recipe.stem_channels if stem is not None else in_channels, "num_labels": 2,
+        "drop_path_rate": 0.0,
+    }  # fmt: skip
+    if kind == "swinv2":
+        model = Swinv2ForImageClassification(Swinv2Config(**fields))
+    else:
+        levels = [1] * len(recipe.depths) if kind == "mano-one-level" else "auto"
+        model = ManoForImageClassification(ManoConfig(**fields, num_levels=levels))
+    return TransformerClassifier(model, stem)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def count_flops(model: nn.Module, image_size: int, in_channels: int = 1) -> int:
+    """Floating-point operations of one forward pass on one image (torch's counter: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, in_channels, image_size, image_size))
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@dataclass
+class Splits:
+    """Normalised images (N, 1, H, W) float32 and labels (N,) int64 per split."""
+
+    images: dict[str, torch.Tensor]
+    labels: dict[str, torch.Tensor]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images["train"].shape[-1])
+
+
+def load_splits(data_dir: str | Path, train_samples: int | None = None) -> Splits:
+    """A Pathfinder `save_to_disk` folder as tensors, normalised by the training set's mean and deviation."""
+    data = load_from_disk(str(data_dir))
+    if not isinstance(data, DatasetDict) or not {"train", "validation", "test"} <= set(data):
+        raise ValueError(f"{data_dir} must hold a DatasetDict with train, validation and test splits")
+    images, labels = {}, {}
+    for split in ("train", "validation", "test"):
+        rows = data[split] if split != "train" or train_samples is None else data[split].select(range(train_samples))
+        pixels = np.stack([np.asarray(image.convert("L"), dtype=np.float32) for image in rows["image"]])
+        images[split] = torch.from_numpy(pixels / 255.0).unsqueeze(1)  # N, 1, H, W
+        labels[split] = torch.tensor(rows["label"], dtype=torch.long)
+    mean, std = images["train"].mean(), images["train"].std()
+    return Splits({split: (value - mean) / std for split, value in images.items()}, labels)
+
+
+def dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each (square) image under a random element of the dihedral group: flip x, flip y, transpose, each 50 %."""
+    flips = torch.rand(3, images.shape[0], 1, 1, 1, generator=generator) < 0.5
+    images = torch.where(flips[0], images.flip(-1), images)
+    images = torch.where(flips[1], images.flip(-2), images)
+    return torch.where(flips[2], images.transpose(-1, -2), images)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float):
+    warmup = max(1, round(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    model.eval()
+    correct = sum(
+        int((model(images[i : i + batch_size]).argmax(-1) == labels[i : i + batch_size]).sum())
+        for i in range(0, len(labels), batch_size)
+    )
+    model.train()
+    return correct / len(labels)
+
+
+def train_epoch(model, optimizer, scheduler, splits: Splits, recipe: PathfinderRecipe, generator) -> float:
+    """One pass over the shuffled training set; the mean training loss."""
+    images, labels = splits.images["train"], splits.labels["train"]
+    order = torch.randperm(len(labels), generator=generator)
+    losses = []
+    for start in range(0, len(order) - recipe.batch_size + 1, recipe.batch_size):  # full batches only
+        batch = order[start : start + recipe.batch_size]
+        inputs = dihedral(images[batch], generator) if recipe.augment else images[batch]
+        loss = F.cross_entropy(model(inputs), labels[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    return statistics.fmean(losses)
+
+
+def train_and_test(kind: str, splits: Splits, recipe: PathfinderRecipe, seed: int, progress: bool = True) -> dict:
+    """Train one model under `recipe`; the history, the best validation epoch and the test accuracy there."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_model(kind, recipe, splits.image_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    steps = recipe.epochs * (len(splits.labels["train"]) // recipe.batch_size)
+    scheduler = warmup_cosine(optimizer, steps, recipe.warmup_fraction)
+    history, best, best_state, start = [], -1.0, None, time.perf_counter()
+    for epoch in tqdm(range(1, recipe.epochs + 1), desc=f"{kind} seed {seed}", disable=not progress):
+        loss = train_epoch(model, optimizer, scheduler, splits, recipe, generator)
+        validation = accuracy(model, splits.images["validation"], splits.labels["validation"])
+        history.append({"epoch": epoch, "train_loss": loss, "validation_accuracy": validation,
+                        "seconds": time.perf_counter() - start})  # fmt: skip
+        if validation > best:
+            best, best_state, best_epoch = validation, copy.deepcopy(model.state_dict()), epoch
+    wall = time.perf_counter() - start
+    model.load_state_dict(best_state)
+    return {
+        "model": kind, "seed": seed, "image_size": splits.image_size, "recipe": asdict(recipe),
+        "best_epoch": best_epoch, "validation_accuracy": best,
+        "test_accuracy": accuracy(model, splits.images["test"], splits.labels["test"]),
+        "parameters": count_parameters(model), "flops": count_flops(model, splits.image_size),
+        "wall_seconds": wall, "train_samples": len(splits.labels["train"]), "history": history,
+        "machine": machine_info(),
+    }  # fmt: skip
+
+
+def run_comparison(
+    data_dir: str | Path, output_dir: str | Path, kinds: Sequence[str], seeds: Sequence[int], recipe: PathfinderRecipe
+) -> list[dict]:
+    """Each model kind at each seed; one `<kind>-s<seed>.json` per run in `output_dir`, none written over."""
+    output_dir = Path(output_dir)
+    planned = [(kind, seed, output_dir / f"{kind}-s{seed}.json") for kind in kinds for seed in seeds]
+    for kind, _, path in planned:
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
+        if path.exists():
+            raise FileExistsError(f"{path} exists; choose another --output_dir or remove it")
+    splits = load_splits(data_dir, recipe.train_samples)
+    results = []
+    for kind, seed, path in planned:
+        result = {"data_dir": str(data_dir), **train_and_test(kind, splits, recipe, seed)}
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+        results.append(result)
+    return results
+
+
+@dataclass
+class PathfinderBenchmarkArguments:
+    """What to compare and where: the data folder, the models, the seeds and the output folder."""
+
+    data_dir: str = field(metadata={"help": "a folder written by scripts/make_pathfinder.py"})
+    output_dir: str = field(metadata={"help": "one <model>-s<seed>.json per run is written here, none over another"})
+    models: list[str] = field(default_factory=lambda: list(MODEL_KINDS), metadata={"help": f"of {MODEL_KINDS}"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)"})
+
+
+__all__ = [
+    "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "count_flops",
+    "count_parameters",
+    "load_splits", "dihedral", "train_and_test", "run_comparison",
+]  # fmt: skip
