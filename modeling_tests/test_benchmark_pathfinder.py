@@ -11,8 +11,11 @@ from transformers_mano.benchmark.pathfinder import (
     build_model,
     count_parameters,
     dihedral,
+    load_runs,
     load_splits,
+    plot_accuracy_against_size,
     run_comparison,
+    summary_table,
 )
 from transformers_mano.image_classification.pathfinder import PathfinderSpec, save_pathfinder
 from transformers_mano.models.mano.modeling_mano import ManoForImageClassification
@@ -78,3 +81,20 @@ def test_comparison_writes_one_record_per_run_and_never_over_one(tmp_path):
     assert len(saved["history"]) == 2 and saved["parameters"] > 0 and saved["flops"] > 0
     with pytest.raises(FileExistsError, match="mano-s0.json"):
         run_comparison(data, tmp_path / "runs", ["mano"], [0], recipe)
+
+
+def test_summary_groups_seeds_and_plots(tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for seed, accuracy in ((0, 0.6), (1, 0.8)):
+        run = {"model": "mano", "seed": seed, "image_size": 32, "test_accuracy": accuracy, "validation_accuracy": 0.7,
+               "best_epoch": 3, "parameters": 1234, "flops": 5e6, "wall_seconds": 10.0}  # fmt: skip
+        (folder / f"mano-s{seed}.json").write_text(json.dumps(run))
+    table = summary_table(load_runs([folder]))
+    assert "| runs | 32 | mano | 0,1 | 70.0 ± 10.0 | 70.0 ± 0.0 | 3,3 | 1,234 | 5.0 | 10 ± 0 |" in table
+    plot = plot_accuracy_against_size(load_runs([folder]), tmp_path / "accuracy.png")
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(FileExistsError):
+        plot_accuracy_against_size(load_runs([folder]), plot)
+    with pytest.raises(FileNotFoundError, match="no <model>-s<seed>.json"):
+        load_runs([tmp_path / "empty"])

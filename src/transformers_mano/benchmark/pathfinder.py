@@ -33,7 +33,7 @@ from transformers import Swinv2Config, Swinv2ForImageClassification
 
 from ..models.mano.configuration_mano import ManoConfig
 from ..models.mano.modeling_mano import ManoForImageClassification
-from ..utils import atomic_write_text
+from ..utils import atomic_file, atomic_write_text
 from ..utils.machine import machine_info
 
 MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "cnn")
@@ -274,6 +274,70 @@ def run_comparison(
     return results
 
 
+def load_runs(folders: Sequence[str | Path]) -> list[dict]:
+    """Every `<model>-s<seed>.json` of `folders` (written by `run_comparison`), with its folder as `run_dir`."""
+    runs = []
+    for folder in map(Path, folders):
+        paths = sorted(folder.glob("*-s*.json"))
+        if not paths:
+            raise FileNotFoundError(f"{folder} holds no <model>-s<seed>.json runs of scripts/benchmark_pathfinder.py")
+        runs += [{**json.loads(path.read_text()), "run_dir": str(folder)} for path in paths]
+    return runs
+
+
+def _mean_spread(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    values = [value * scale for value in values]
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {(max(values) - min(values)) / 2:.{digits}f}"
+
+
+def summary_table(runs: Sequence[dict]) -> str:
+    """A markdown table: one row per folder, image size and model; accuracies as mean ± half-range over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["run_dir"], run["image_size"], run["model"]), []).append(run)
+    header = ["runs", "px", "model", "seeds", "test acc (%)", "val acc (%)", "best epoch", "params", "MFLOPs/image",
+              "wall (s/run)"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (folder, size, model), members in groups.items():
+        lines.append("| " + " | ".join([
+            Path(folder).name, str(size), model, ",".join(str(run["seed"]) for run in members),
+            _mean_spread([run["test_accuracy"] for run in members], 100),
+            _mean_spread([run["validation_accuracy"] for run in members], 100),
+            ",".join(str(run["best_epoch"]) for run in members), f"{members[0]['parameters']:,}",
+            f"{members[0]['flops'] / 1e6:.1f}", _mean_spread([run["wall_seconds"] for run in members], digits=0),
+        ]) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite: bool = False) -> Path:
+    """PNG: test accuracy (mean, bars for the seed range) against image size, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for model in dict.fromkeys(run["model"] for run in runs):
+        sizes = sorted({run["image_size"] for run in runs if run["model"] == model})
+        values = [[100 * r["test_accuracy"] for r in runs if r["model"] == model and r["image_size"] == s] for s in sizes]
+        means = [statistics.fmean(v) for v in values]
+        spread = [[m - min(v) for m, v in zip(means, values)], [max(v) - m for m, v in zip(means, values)]]
+        axis.errorbar(sizes, means, yerr=spread, marker="o", capsize=3, label=model)
+    axis.axhline(50, color="gray", linestyle=":", linewidth=1, label="chance")
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("image size (px)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title("Pathfinder", fontsize=10)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_file(path, overwrite) as staged:
+        figure.savefig(staged, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
 @dataclass
 class PathfinderBenchmarkArguments:
     """What to compare and where: the data folder, the models, the seeds and the output folder."""
@@ -288,5 +352,6 @@ class PathfinderBenchmarkArguments:
 __all__ = [
     "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "count_flops",
     "count_parameters",
-    "load_splits", "dihedral", "train_and_test", "run_comparison",
+    "load_splits", "dihedral", "train_and_test", "run_comparison", "load_runs", "summary_table",
+    "plot_accuracy_against_size",
 ]  # fmt: skip

@@ -1,0 +1,29 @@
+"""The Pathfinder comparison as a markdown table (and a plot of accuracy against image size) from run folders.
+
+    python scripts/summarize_pathfinder.py out/pathfinder-32 out/pathfinder-64 --plot docs/pathfinder/accuracy.png
+
+Each folder holds the `<model>-s<seed>.json` runs of `scripts/benchmark_pathfinder.py`; accuracies are the mean
+± half the range over seeds.
+"""
+
+import argparse
+import sys
+
+from transformers_mano.benchmark.pathfinder import load_runs, plot_accuracy_against_size, summary_table
+from transformers_mano.utils.cli import run_main
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", help="output folders of scripts/benchmark_pathfinder.py")
+    parser.add_argument("--plot", help="write a PNG of test accuracy against image size here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    args = parser.parse_args(argv)
+    runs = load_runs(args.folders)
+    print(summary_table(runs))
+    if args.plot:
+        print(f"plot: {plot_accuracy_against_size(runs, args.plot, args.overwrite)}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
