@@ -235,9 +235,11 @@ def train_and_test(kind: str, splits: Splits, recipe: PathfinderRecipe, seed: in
     steps = recipe.epochs * (len(splits.labels["train"]) // recipe.batch_size)
     scheduler = warmup_cosine(optimizer, steps, recipe.warmup_fraction)
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
-    for epoch in tqdm(range(1, recipe.epochs + 1), desc=f"{kind} seed {seed}", disable=not progress):
+    epochs = tqdm(range(1, recipe.epochs + 1), desc=f"{kind} seed {seed}", disable=not progress)
+    for epoch in epochs:
         loss = train_epoch(model, optimizer, scheduler, splits, recipe, generator)
         validation = accuracy(model, splits.images["validation"], splits.labels["validation"])
+        epochs.set_postfix(loss=f"{loss:.3f}", val_acc=f"{validation:.3f}")
         history.append({"epoch": epoch, "train_loss": loss, "validation_accuracy": validation,
                         "seconds": time.perf_counter() - start})  # fmt: skip
         if validation > best:

@@ -255,14 +255,44 @@ def run_image_classification(
     callbacks: Sequence[TrainerCallback] = (),
 ) -> dict[str, dict[str, float]]:
     """Train, evaluate and test as the arguments say; returns the metrics per split (`train`, `eval`, `test`)."""
+    checkpoint = check_run_arguments(training_args)
+    splits = load_splits_for_run(model_args, data_args)
+    labels = label_names(splits)
+    transformers.set_seed(training_args.seed)  # the from-scratch weights depend on it
+    model, image_processor = build_model_and_processor(model_args, labels)
+    log_trained_parameters(model, apply_train_mode(model, model_args.train_mode), model_args.train_mode)
+    datasets_ready, train_transform = prepare_datasets(splits, image_processor, data_args, training_args.seed)
+    all_callbacks = [AugmentationEpochCallback(train_transform), *callbacks]
+    if model_args.train_mode == "projectors_then_full":
+        all_callbacks.append(ProjectorWarmupCallback(model, model_args.projector_warmup_epochs))
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=datasets_ready["train"] if training_args.do_train else None,
+        eval_dataset=datasets_ready["validation"],  # also evaluated during training per --eval_strategy
+        data_collator=collate_image_classification,
+        compute_metrics=build_compute_metrics(),
+        processing_class=image_processor,
+        callbacks=all_callbacks,
+    )
+    results = train_evaluate_test(trainer, training_args, datasets_ready.get("test"), checkpoint)
+    report_and_publish(trainer, results, model_args, data_args, training_args)
+    return results
+
+
+def check_run_arguments(training_args: ImageClassificationTrainingArguments) -> str | None:
+    """Refuse what cannot run (distributed setup, output folder); the checkpoint to resume from, if any."""
     check_distributed_setup(training_args)
     check_output_dir(training_args)
     if training_args.remove_unused_columns:
         # Trainer would drop the `image` column before the on-the-fly transform could read it.
         logger.warning("Setting remove_unused_columns=False: images are transformed on the fly")
         training_args.remove_unused_columns = False
-    checkpoint = resolve_checkpoint(training_args) if training_args.do_train else None
+    return resolve_checkpoint(training_args) if training_args.do_train else None
 
+
+def load_splits_for_run(model_args: ModelArguments, data_args: DataTrainingArguments) -> DatasetDict:
+    """The train / validation (/ test) splits the data arguments name, logged with their sizes."""
     splits = load_image_classification_splits(
         dataset=data_args.dataset,
         dataset_name=data_args.dataset_name,
@@ -280,52 +310,48 @@ def run_image_classification(
         cache_dir=model_args.cache_dir,
         token=model_args.token,
     )
-    labels = label_names(splits)
     sizes = ", ".join(f"{split} {len(dataset)}" for split, dataset in splits.items())
-    logger.info(f"Data: {sizes} images, {len(labels)} classes")
+    logger.info(f"Data: {sizes} images, {len(label_names(splits))} classes")
+    return splits
 
-    transformers.set_seed(training_args.seed)  # the from-scratch weights depend on it
-    model, image_processor = build_model_and_processor(model_args, labels)
-    trainable = apply_train_mode(model, model_args.train_mode)
+
+def log_trained_parameters(model: PreTrainedModel, trainable: set[str], train_mode: str) -> None:
     total = sum(p.numel() for p in model.parameters())
     trained = sum(p.numel() for name, p in model.named_parameters() if name in trainable)
-    logger.info(f"{type(model).__name__}: {total:,} parameters, {trained:,} trained ({model_args.train_mode})")
+    logger.info(f"{type(model).__name__}: {total:,} parameters, {trained:,} trained ({train_mode})")
 
-    datasets_ready, train_transform = prepare_datasets(splits, image_processor, data_args, training_args.seed)
-    all_callbacks = [AugmentationEpochCallback(train_transform), *callbacks]
-    if model_args.train_mode == "projectors_then_full":
-        all_callbacks.append(ProjectorWarmupCallback(model, model_args.projector_warmup_epochs))
 
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=datasets_ready["train"] if training_args.do_train else None,
-        eval_dataset=datasets_ready["validation"],  # also evaluated during training per --eval_strategy
-        data_collator=collate_image_classification,
-        compute_metrics=build_compute_metrics(),
-        processing_class=image_processor,
-        callbacks=all_callbacks,
-    )
-
+def train_evaluate_test(
+    trainer: Trainer, training_args: TrainingArguments, test_dataset, checkpoint: str | None
+) -> dict[str, dict[str, float]]:
+    """What `do_train`, `do_eval` and `do_predict` ask for, each split's metrics logged and saved."""
     results: dict[str, dict[str, float]] = {}
+
+    def record(split: str, metrics: dict[str, float]) -> None:  # logged and saved as soon as each split is done
+        trainer.log_metrics(split, metrics)
+        trainer.save_metrics(split, metrics)
+        results[split] = metrics
+
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
+        record("train", train_result.metrics)
         trainer.save_state()
-        results["train"] = train_result.metrics
     if training_args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-        results["eval"] = metrics
-    if training_args.do_predict and "test" in datasets_ready:
-        metrics = trainer.predict(datasets_ready["test"], metric_key_prefix="test").metrics
-        trainer.log_metrics("test", metrics)
-        trainer.save_metrics("test", metrics)
-        results["test"] = metrics
+        record("eval", trainer.evaluate())
+    if training_args.do_predict and test_dataset is not None:
+        record("test", trainer.predict(test_dataset, metric_key_prefix="test").metrics)
+    return results
 
+
+def report_and_publish(
+    trainer: Trainer,
+    results: dict[str, dict[str, float]],
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: TrainingArguments,
+) -> None:
+    """The final metrics table on the main process; the model card written, or pushed with the model."""
     if trainer.is_world_process_zero():
         evaluated = {split: metrics for split, metrics in results.items() if split != "train"}
         if evaluated:
@@ -337,7 +363,6 @@ def run_image_classification(
         trainer.push_to_hub(**card)
     elif training_args.do_train:
         trainer.create_model_card(**card)
-    return results
 
 
 def setup_logging(training_args: TrainingArguments) -> None:

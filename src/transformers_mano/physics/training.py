@@ -320,26 +320,11 @@ def run_darcy(
 
     `callbacks` are added to `Trainer`'s. Under `torchrun` (with `--use_cpu true` on a machine without GPUs) the
     processes train one model with DistributedDataParallel and the first one writes the folder."""
-    if training_args.num_threads:
-        torch.set_num_threads(training_args.num_threads)
-    if not training_args.do_train:
-        raise ValueError(
-            "a Darcy run trains (--do_train false): to evaluate a finished run, use scripts/evaluate_darcy.py"
-        )
-    check_distributed_setup(training_args)
-    training_args.remove_unused_columns = False  # the collator reads `coefficient` and `solution`
-    if not torch.cuda.is_available():
-        training_args.dataloader_pin_memory = False  # nothing to pin for: keeps torch's warning away
-    if training_args.ddp_find_unused_parameters is None:
-        training_args.ddp_find_unused_parameters = False  # every parameter of the three models has a gradient
-    check_output_dir(training_args)
-    checkpoint = resolve_checkpoint(training_args)
+    checkpoint = check_darcy_arguments(training_args)
     machine_before = machine_info(str(training_args.device))
-
     with training_args.main_process_first(desc="Darcy data"):  # one process generates and caches, the others read
         splits = prepare_splits(data_args)
-    normalization = field_statistics(splits["train"])
-    model = build_operator(model_args, normalization, seed=training_args.seed)
+    model = build_operator(model_args, field_statistics(splits["train"]), seed=training_args.seed)
     resolution = splits["train"][0]["coefficient"].shape[-1]
     parameters, flops = count_parameters(model), count_flops(model, resolution)
     logger.info(f"{type(model).__name__}: {parameters:,} parameters, {flops / 1e6:.1f} MFLOPs per {resolution}x"
@@ -361,27 +346,7 @@ def run_darcy(
     trainer.save_model()
     trainer.save_state()
     validation = trainer.evaluate(metric_key_prefix="validation")
-
-    output_dir = Path(training_args.output_dir)
-    tests = {}
-    for test_resolution in split_resolutions(splits):
-        test = splits[f"test_{test_resolution}"]
-        start_eval = time.perf_counter()
-        predicted = trainer.predict(test, metric_key_prefix="test")
-        metrics = {key.removeprefix("test_"): value for key, value in predicted.metrics.items()}
-        metrics["wall_s"] = time.perf_counter() - start_eval
-        metrics["num_samples"] = len(test)
-        tests[str(test_resolution)] = metrics
-        keep = slice(0, training_args.num_saved_predictions)
-        predictions = predicted.predictions[0] if isinstance(predicted.predictions, tuple) else predicted.predictions
-        if trainer.is_world_process_zero():
-            with atomic_file(output_dir / f"predictions_{test_resolution}.npz", overwrite=True) as staged:
-                with staged.open("wb") as handle:
-                    np.savez_compressed(handle, coefficient=test["coefficient"][keep].numpy(),
-                                        solution=test["solution"][keep].numpy(),
-                                        prediction=predictions[keep, ..., 0])  # fmt: skip
-        logger.info(f"test {test_resolution}x{test_resolution}: relative L2 {metrics['relative_l2']:.4f}, "
-                    f"relative MSE {metrics['relative_mse']:.5f}")  # fmt: skip
+    tests = test_at_every_resolution(trainer, splits, Path(training_args.output_dir), training_args.num_saved_predictions)
 
     results = {
         "model": model_args.model,
@@ -406,8 +371,53 @@ def run_darcy(
         "load_average_1min_after": round(os.getloadavg()[0], 2),
     }
     if trainer.is_world_process_zero():
-        atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2, default=str), overwrite=True)
+        atomic_write_text(Path(training_args.output_dir) / "results.json", json.dumps(results, indent=2, default=str),
+                          overwrite=True)  # fmt: skip
     return results
+
+
+def check_darcy_arguments(training_args: DarcyTrainingArguments) -> str | None:
+    """Refuse what cannot run, set what a Darcy run needs of `Trainer`; the checkpoint to resume from, if any."""
+    if training_args.num_threads:
+        torch.set_num_threads(training_args.num_threads)
+    if not training_args.do_train:
+        raise ValueError(
+            "a Darcy run trains (--do_train false): to evaluate a finished run, use scripts/evaluate_darcy.py"
+        )
+    check_distributed_setup(training_args)
+    training_args.remove_unused_columns = False  # the collator reads `coefficient` and `solution`
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # nothing to pin for: keeps torch's warning away
+    if training_args.ddp_find_unused_parameters is None:
+        training_args.ddp_find_unused_parameters = False  # every parameter of the three models has a gradient
+    check_output_dir(training_args)
+    return resolve_checkpoint(training_args)
+
+
+def test_at_every_resolution(
+    trainer: Trainer, splits: DatasetDict, output_dir: Path, num_saved_predictions: int
+) -> dict[str, dict[str, float]]:
+    """Metrics (and wall time) on each `test_<n>` split; the first predictions saved as `predictions_<n>.npz`."""
+    tests = {}
+    for test_resolution in split_resolutions(splits):
+        test = splits[f"test_{test_resolution}"]
+        start_eval = time.perf_counter()
+        predicted = trainer.predict(test, metric_key_prefix="test")
+        metrics = {key.removeprefix("test_"): value for key, value in predicted.metrics.items()}
+        metrics["wall_s"] = time.perf_counter() - start_eval
+        metrics["num_samples"] = len(test)
+        tests[str(test_resolution)] = metrics
+        keep = slice(0, num_saved_predictions)
+        predictions = predicted.predictions[0] if isinstance(predicted.predictions, tuple) else predicted.predictions
+        if trainer.is_world_process_zero():
+            with atomic_file(output_dir / f"predictions_{test_resolution}.npz", overwrite=True) as staged:
+                with staged.open("wb") as handle:
+                    np.savez_compressed(handle, coefficient=test["coefficient"][keep].numpy(),
+                                        solution=test["solution"][keep].numpy(),
+                                        prediction=predictions[keep, ..., 0])  # fmt: skip
+        logger.info(f"test {test_resolution}x{test_resolution}: relative L2 {metrics['relative_l2']:.4f}, "
+                    f"relative MSE {metrics['relative_mse']:.5f}")  # fmt: skip
+    return tests
 
 
 ARGUMENT_CLASSES = (DarcyModelArguments, DarcyDataArguments, DarcyTrainingArguments)

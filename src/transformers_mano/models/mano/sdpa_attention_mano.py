@@ -65,23 +65,45 @@ def sdpa_window_attention(
     Returns:
         per level, (B, h_l, w_l, C), and None.
     """
-    attention = layer.attention.self
-    window, heads, head_dim = layer.window_size, attention.num_attention_heads, attention.attention_head_size
-    tokens = window * window  # M
     batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
-
-    layouts = []
-    for level, grid in enumerate(grids):
-        height, width = grid.shape[1:3]
-        height_pad, width_pad = -(-height // window) * window, -(-width // window) * window
-        layouts.append((height, width, height_pad, width_pad, layer.level_shift(level, height, width)))
+    layouts = level_layouts(layer, grids)
     gather, scatter = window_token_index(layer, layouts, grids[0].device)
     # every level's tokens, then one zero token that the padding of partial windows points to
     tokens_of_levels = [grid.reshape(batch_size, -1, channels) for grid in grids]
     flat = torch.cat(tokens_of_levels + [grids[0].new_zeros(batch_size, 1, channels)], dim=1)  # B, T+1, C
+    tokens = layer.window_size**2  # M
     windows = flat[:, gather].view(batch_size, -1, tokens, channels)  # B, nW, M, C: pad, shift and partition
-    num_windows = windows.shape[1]
 
+    context = cosine_window_attention(layer, windows, attention_bias(layer, layouts, windows.dtype, windows.device))
+
+    # merge windows, undo the shift and drop the padding: one gather back to the tokens of every level
+    context = context.reshape(batch_size, -1, channels)[:, scatter]  # B, T, C
+    sizes = [height * width for height, width, *_ in layouts]
+    outputs = [
+        level.view(batch_size, height, width, channels)
+        for level, (height, width, *_) in zip(context.split(sizes, dim=1), layouts)
+    ]
+    return outputs, None
+
+
+def level_layouts(layer: ManoLayer, grids: list[torch.Tensor]) -> list[tuple[int, int, int, int, int]]:
+    """Per level: (height, width, padded height, padded width, shift), what the window tables depend on."""
+    window, layouts = layer.window_size, []
+    for level, grid in enumerate(grids):
+        height, width = grid.shape[1:3]
+        height_pad, width_pad = -(-height // window) * window, -(-width // window) * window
+        layouts.append((height, width, height_pad, width_pad, layer.level_shift(level, height, width)))
+    return layouts
+
+
+def cosine_window_attention(layer: ManoLayer, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """SwinV2's attention (and output projection) in every window: (B, nW, M, C) -> (B, nW, M, C).
+
+    `mask` is B + S, either one (heads, M, M) table for every window or (1, nW*heads, M, M).
+    """
+    attention = layer.attention.self
+    heads, head_dim = attention.num_attention_heads, attention.attention_head_size
+    batch_size, num_windows, tokens, channels = windows.shape
     weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
     bias = None
     if attention.query.bias is not None:
@@ -94,7 +116,6 @@ def sdpa_window_attention(
     query = query * (logit_scale / query.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     key = key * (1.0 / key.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
-    mask = attention_bias(layer, layouts, windows.dtype, windows.device)
     if mask.dim() == 3:  # one (heads, M, M) bias for every window
         shape = (batch_size * num_windows, heads, tokens, head_dim)
         mask = mask[None]  # 4-D: CPU's flash kernel takes no 3-D mask and would fall back to the math path
@@ -105,16 +126,7 @@ def sdpa_window_attention(
         query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=mask, dropout_p=dropout, scale=1.0
     )
     context = context.view(batch_size, num_windows, heads, tokens, head_dim).transpose(2, 3)  # B, nW, M, heads, d
-    context = layer.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
-
-    # merge windows, undo the shift and drop the padding: one gather back to the tokens of every level
-    context = context.reshape(batch_size, num_windows * tokens, channels)[:, scatter]  # B, T, C
-    sizes = [height * width for height, width, *_ in layouts]
-    outputs = [
-        level.view(batch_size, height, width, channels)
-        for level, (height, width, *_) in zip(context.split(sizes, dim=1), layouts)
-    ]
-    return outputs, None
+    return layer.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
 
 
 def window_token_index(
@@ -207,4 +219,4 @@ def attention_bias(
 
 
 __all__ = ["SHIFT_MASK_REPEATS", "WindowCache", "attention_bias", "position_bias", "sdpa_window_attention",
-           "window_token_index", "windows_per_level"]  # fmt: skip
+           "window_token_index", "windows_per_level", "level_layouts", "cosine_window_attention"]  # fmt: skip

@@ -96,6 +96,9 @@ class WindowTables:
     role_weight: torch.Tensor
     tokens: torch.Tensor
 
+    def to(self, device: torch.device) -> WindowTables:
+        return WindowTables(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
+
 
 class ManoOperatorWindowAttention(nn.Module):
     """Softmax attention in k x k windows taken with stride s; overlapping outputs are averaged per grid point.
@@ -135,69 +138,98 @@ class ManoOperatorWindowAttention(nn.Module):
         """The `WindowTables` of grids of these (height, width), concatenated in order, with `key_mask` and
         `role_weight` in `dtype`; built once per layout."""
         key = (sizes, device, dtype)
-        if key in self._tables:
-            return self._tables[key]
-        k, s, m = self.window_size, self.window_stride, self.tile_size
-        halo_side = m + 2 * (k - 1)
-        offsets = [(ay, ax) for ay in range(k) for ax in range(k)]
+        if key not in self._tables:
+            if len(self._tables) >= 8:  # inputs of many sizes: keep the most recent layouts only
+                del self._tables[next(iter(self._tables))]
+            self._tables[key] = self._build_tables(sizes, dtype).to(device)
+        return self._tables[key]
+
+    def _build_tables(self, sizes: tuple[tuple[int, int], ...], dtype: torch.dtype) -> WindowTables:
+        """The tiling of every grid (`_grid_tables`), concatenated, with the inverse map and the halo pairs."""
         total = sum(height * width for height, width in sizes)
-        slot_y = torch.arange(m).repeat_interleave(m)  # m^2
-        slot_x = torch.arange(m).repeat(m)
-        halo_y = torch.arange(halo_side).repeat_interleave(halo_side) - (k - 1)  # H^2, relative to the tile corner
-        halo_x = torch.arange(halo_side).repeat(halo_side) - (k - 1)
-        queries, halo, key_masks, role_weights, first = [], [], [], [], 0
-        for height, width in sizes:
-            padded_height, padded_width = self._padded_side(height), self._padded_side(width)
-            tile_y = torch.arange(0, height, m).repeat_interleave(-(-width // m))  # corner of each tile
-            tile_x = torch.arange(0, width, m).repeat(-(-height // m))
-            ys, xs = tile_y[:, None] + slot_y, tile_x[:, None] + slot_x  # n_tiles, m^2
-            on_grid = (ys < height) & (xs < width)
-            queries.append(torch.where(on_grid, first + ys * width + xs, total).flatten())
-            hy, hx = tile_y[:, None] + halo_y, tile_x[:, None] + halo_x  # n_tiles, H^2
-            inside = (hy >= 0) & (hy < height) & (hx >= 0) & (hx < width)
-            halo.append(torch.where(inside, first + hy * width + hx, total).flatten())
-            masks, weights = [], []
-            for ay, ax in offsets:
-                top, left = ys - ay, xs - ax  # the start of the window in which the token has role a
-                valid_y = (top >= 0) & (top <= padded_height - k) & (top % s == 0)
-                valid_x = (left >= 0) & (left <= padded_width - k) & (left % s == 0)
-                role = valid_y & valid_x & on_grid  # n_tiles, m^2
-                keys = []
-                for by, bx in offsets:
-                    y, x = ys - ay + by, xs - ax + bx
-                    keys.append((y >= 0) & (y < height) & (x >= 0) & (x < width))
-                # a role the token does not have keeps every key (a finite softmax); its weight is 0
-                masks.append(role[..., None] & ~torch.stack(keys, dim=-1))  # n_tiles, m^2, key
-                weights.append(role)
-            key_masks.append(torch.stack(masks, dim=-1))  # n_tiles, m^2, key, role
-            role_weights.append(torch.stack(weights, dim=-1))  # n_tiles, m^2, role
-            first += height * width
-        role_valid = torch.cat(role_weights).double()  # 1 / count rounded once, in the tables' dtype
+        firsts = [sum(h * w for h, w in sizes[:index]) for index in range(len(sizes))]
+        queries, halo, key_masks, role_valid = map(
+            torch.cat, zip(*(self._grid_tables(h, w, first, total) for (h, w), first in zip(sizes, firsts)))
+        )
+        role_valid = role_valid.double()  # 1 / count rounded once, in the tables' dtype
         role_weight = (role_valid / role_valid.sum(-1, keepdim=True).clamp_min(1.0)).to(dtype)
-        key_mask = torch.zeros(torch.cat(key_masks).shape, dtype=dtype).masked_fill(torch.cat(key_masks), float("-inf"))
-        queries, halo = torch.cat(queries), torch.cat(halo)
         tokens = torch.empty(total, dtype=torch.long)
         on_grid_slots = (queries < total).nonzero().flatten()
         tokens[queries[on_grid_slots]] = on_grid_slots
-        # the halo slot of query slot i displaced by b - a
+        return WindowTables(
+            queries=queries,
+            halo=halo,
+            pairs=self._halo_pairs(),
+            key_mask=torch.zeros(key_masks.shape, dtype=dtype).masked_fill(key_masks, float("-inf")),
+            role_weight=role_weight[:, :, None, :],
+            tokens=tokens,
+        )
+
+    def _offsets(self) -> list[tuple[int, int]]:
+        return [(ay, ax) for ay in range(self.window_size) for ax in range(self.window_size)]
+
+    def _tile_slots(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(y, x) of the m^2 query slots of a tile and of its halo's slots, relative to the tile's corner."""
+        k, m = self.window_size, self.tile_size
+        halo_side = m + 2 * (k - 1)
+        slot_y, slot_x = torch.arange(m).repeat_interleave(m), torch.arange(m).repeat(m)  # m^2
+        halo_y = torch.arange(halo_side).repeat_interleave(halo_side) - (k - 1)  # H^2
+        halo_x = torch.arange(halo_side).repeat(halo_side) - (k - 1)
+        return slot_y, slot_x, halo_y, halo_x
+
+    def _grid_tables(
+        self, height: int, width: int, first: int, total: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One grid's tiles: query and halo token indices (`total` off the grid), key mask and valid roles."""
+        m = self.tile_size
+        slot_y, slot_x, halo_y, halo_x = self._tile_slots()
+        tile_y = torch.arange(0, height, m).repeat_interleave(-(-width // m))  # corner of each tile
+        tile_x = torch.arange(0, width, m).repeat(-(-height // m))
+        ys, xs = tile_y[:, None] + slot_y, tile_x[:, None] + slot_x  # n_tiles, m^2
+        on_grid = (ys < height) & (xs < width)
+        queries = torch.where(on_grid, first + ys * width + xs, total).flatten()
+        hy, hx = tile_y[:, None] + halo_y, tile_x[:, None] + halo_x  # n_tiles, H^2
+        inside = (hy >= 0) & (hy < height) & (hx >= 0) & (hx < width)
+        halo = torch.where(inside, first + hy * width + hx, total).flatten()
+        key_mask, role_valid = self._role_masks(ys, xs, on_grid, height, width)
+        return queries, halo, key_mask, role_valid
+
+    def _role_masks(
+        self, ys: torch.Tensor, xs: torch.Tensor, on_grid: torch.Tensor, height: int, width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each token and role a (its offset in a window): whether it has that role, and which keys of that
+        window lie off the grid. Shapes (n_tiles, m^2, key, role) and (n_tiles, m^2, role)."""
+        k, s = self.window_size, self.window_stride
+        padded_height, padded_width = self._padded_side(height), self._padded_side(width)
+        offsets = self._offsets()
+        masks, weights = [], []
+        for ay, ax in offsets:
+            top, left = ys - ay, xs - ax  # the start of the window in which the token has role a
+            valid_y = (top >= 0) & (top <= padded_height - k) & (top % s == 0)
+            valid_x = (left >= 0) & (left <= padded_width - k) & (left % s == 0)
+            role = valid_y & valid_x & on_grid  # n_tiles, m^2
+            keys = []
+            for by, bx in offsets:
+                y, x = ys - ay + by, xs - ax + bx
+                keys.append((y >= 0) & (y < height) & (x >= 0) & (x < width))
+            # a role the token does not have keeps every key (a finite softmax); its weight is 0
+            masks.append(role[..., None] & ~torch.stack(keys, dim=-1))  # n_tiles, m^2, key
+            weights.append(role)
+        return torch.stack(masks, dim=-1), torch.stack(weights, dim=-1)
+
+    def _halo_pairs(self) -> torch.Tensor:
+        """For query slot i, key b and role a: the halo slot of query slot i displaced by b - a."""
+        k, m = self.window_size, self.tile_size
+        halo_side = m + 2 * (k - 1)
+        slot_y, slot_x, _, _ = self._tile_slots()
+        offsets = self._offsets()
         pairs = [
             i * halo_side**2 + (slot_y[i] + (k - 1) + by - ay) * halo_side + (slot_x[i] + (k - 1) + bx - ax)
             for i in range(m * m)
             for by, bx in offsets
             for ay, ax in offsets
         ]
-        tables = WindowTables(
-            queries=queries.to(device),
-            halo=halo.to(device),
-            pairs=torch.stack(pairs).to(device),
-            key_mask=key_mask.to(device),
-            role_weight=role_weight[:, :, None, :].to(device),
-            tokens=tokens.to(device),
-        )
-        if len(self._tables) >= 8:  # inputs of many sizes: keep the most recent layouts only
-            del self._tables[next(iter(self._tables))]
-        self._tables[key] = tables
-        return tables
+        return torch.stack(pairs)
 
     def forward(self, grids: list[torch.Tensor]) -> list[torch.Tensor]:
         """Window attention of every level's grid, all levels in one pass.
