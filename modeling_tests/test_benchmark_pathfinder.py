@@ -24,10 +24,12 @@ TINY = dict(embed_dim=12, depths=[1, 1], num_heads=[2, 2], stem_channels=4, cnn_
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
-@pytest.mark.parametrize("stem", ["none", "conv"])
+@pytest.mark.parametrize("stem", ["none", "conv", "cnn"])
 def test_every_kind_maps_images_to_two_logits_and_learns(kind, stem):
     torch.manual_seed(0)
     model = build_model(kind, PathfinderRecipe(stem=stem, **TINY), image_size=16)
+    if kind != "cnn":  # the CNN stem's max-pool halves what the transformer sees
+        assert model.model.config.image_size == (8 if stem == "cnn" else 16)
     images = torch.randn(3, 1, 16, 16)
     logits = model(images)
     assert logits.shape == (3, 2)

@@ -392,16 +392,21 @@ def outputs_and_gradients(model, pixel_values, labels, implementation: str):
     return outputs.logits.detach(), [p.grad for p in model.parameters()]
 
 
-@pytest.mark.parametrize("size", [32, 40, 22], ids=["planned-size", "padded", "smaller"])
-def test_sdpa_path_equals_eager_path(tester, size):
+@pytest.mark.parametrize(
+    "size, one_image", [(32, False), (40, False), (22, False), (32, True)],
+    ids=["planned-size", "padded", "smaller", "one-image"],
+)
+def test_sdpa_path_equals_eager_path(tester, size, one_image):
     """Every level's windows in one SDPA call compute the eager V-cycle, outputs and gradients, at trained scales:
-    equal in float64, and in float32 as close to the float64 values as the eager path's own float32 results."""
+    equal in float64, and in float32 as close to the float64 values as the eager path's own float32 results.
+    One image takes the other layout of the fused path (windows as SDPA's batch under a per-window shift mask)."""
     config = tester.get_config()
     assert ManoModel(config).config._attn_implementation == "sdpa"  # the default where SDPA is available
     config.level_weighting = "sum"
     model = make_trained_like(ManoForImageClassification(config)).train()  # dropout 0: train mode only adds autograd
-    pixel_values = tester.pixel_values(size)
-    labels = torch.arange(tester.batch_size) % config.num_labels
+    batch_size = 1 if one_image else tester.batch_size
+    pixel_values = tester.pixel_values(size)[:batch_size]
+    labels = torch.arange(batch_size) % config.num_labels
     float32 = {impl: outputs_and_gradients(model, pixel_values, labels, impl) for impl in ("eager", "sdpa")}
     model.double()
     float64 = {impl: outputs_and_gradients(model, pixel_values.double(), labels, impl) for impl in ("eager", "sdpa")}

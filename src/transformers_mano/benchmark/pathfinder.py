@@ -37,7 +37,7 @@ from ..utils import atomic_file, atomic_write_text
 from ..utils.machine import machine_info
 
 MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "cnn")
-STEMS = ("none", "conv")
+STEMS = ("none", "conv", "cnn")
 
 
 @dataclass
@@ -51,7 +51,9 @@ class PathfinderRecipe:
     warmup_fraction: float = 0.05
     train_samples: int | None = None  # the first n training images (None: all)
     augment: bool = True
-    stem: str = "none"  # "conv": two 3x3 convolutions at full resolution before the patch embedding
+    # "conv": two 3x3 convolutions at full resolution before the patch embedding; "cnn": the first four layers of
+    # the small CNN (3x3 convolutions, batch norm, ReLU) and its 2x2 max-pool, so the transformer sees half the side
+    stem: str = "none"
     stem_channels: int = 16
     patch_size: int = 4
     window_size: int = 2
@@ -114,15 +116,21 @@ def conv_stem(in_channels: int, channels: int) -> nn.Module:
     )
 
 
+def cnn_stem(in_channels: int, channels: int) -> nn.Module:
+    """The small CNN's first four layers and its max-pool (receptive field 10 px), halving the image side."""
+    return SmallCnn(in_channels, channels, depth=4).features
+
+
 def build_model(kind: str, recipe: PathfinderRecipe, image_size: int, in_channels: int = 1) -> nn.Module:
     """One of `MODEL_KINDS` for `image_size` px images with two labels."""
     if kind == "cnn":
         return SmallCnn(in_channels, recipe.cnn_channels)
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
-    stem = conv_stem(in_channels, recipe.stem_channels) if recipe.stem == "conv" else None
+    stem = {"none": None, "conv": conv_stem, "cnn": cnn_stem}[recipe.stem]
+    stem = stem(in_channels, recipe.stem_channels) if stem is not None else None
     fields = {
-        "image_size": image_size, "patch_size": recipe.patch_size, "window_size": recipe.window_size,
+        "image_size": image_size // 2 if recipe.stem == "cnn" else image_size, "patch_size": recipe.patch_size, "window_size": recipe.window_size,
         "embed_dim": recipe.embed_dim, "depths": list(recipe.depths), "num_heads": list(recipe.num_heads),
         "num_channels": recipe.stem_channels if stem is not None else in_channels, "num_labels": 2,
         "drop_path_rate": 0.0,

@@ -99,34 +99,58 @@ def level_layouts(layer: ManoLayer, grids: list[torch.Tensor]) -> list[tuple[int
 def cosine_window_attention(layer: ManoLayer, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """SwinV2's attention (and output projection) in every window: (B, nW, M, C) -> (B, nW, M, C).
 
-    `mask` is B + S, either one (heads, M, M) table for every window or (1, nW*heads, M, M).
+    `mask` is B + S, either one (heads, M, M) table for every window or (1, nW*heads, M, M). SDPA sees windows as
+    its batch and heads as its heads where the mask allows (one table for every window, or one image), reading
+    q, k and v as strided views of the projections; a per-window mask over a batch of images broadcasts only with
+    windows and heads flattened together, which takes one copy of q, k and v into that layout.
     """
     attention = layer.attention.self
     heads, head_dim = attention.num_attention_heads, attention.attention_head_size
     batch_size, num_windows, tokens, channels = windows.shape
-    weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
-    bias = None
-    if attention.query.bias is not None:
-        bias = torch.cat([attention.query.bias, torch.zeros_like(attention.query.bias), attention.value.bias])
-    qkv = F.linear(windows, weight, bias).view(batch_size, num_windows, tokens, 3, heads, head_dim)
-    qkv = qkv.permute(3, 0, 1, 4, 2, 5).contiguous()  # 3, B, nW, heads, M, d
-    query, key, value = qkv.unbind(0)
+    windows_as_batch = mask.dim() == 3 or batch_size == 1
+    if windows_as_batch:
+        query, key, value = _project_heads(attention, windows)
+        # 4-D masks: CPU's flash kernel takes no 3-D mask and would fall back to the math path
+        mask = mask[None] if mask.dim() == 3 else mask.view(num_windows, heads, tokens, tokens)
+        shape = (batch_size * num_windows, heads, tokens, head_dim)
+    else:
+        query, key, value = _project_heads_contiguous(attention, windows)
+        shape = (batch_size, num_windows * heads, tokens, head_dim)
     # cosine similarity with the logit scale folded into q: one pass each over q and k
     logit_scale = torch.clamp(attention.logit_scale, max=math.log(1.0 / 0.01)).exp()  # heads, 1, 1
     query = query * (logit_scale / query.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     key = key * (1.0 / key.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-
-    if mask.dim() == 3:  # one (heads, M, M) bias for every window
-        shape = (batch_size * num_windows, heads, tokens, head_dim)
-        mask = mask[None]  # 4-D: CPU's flash kernel takes no 3-D mask and would fall back to the math path
-    else:  # a (1, nW*heads, M, M) mask: windows and heads flattened together, broadcast over the batch
-        shape = (batch_size, num_windows * heads, tokens, head_dim)
     dropout = attention.dropout.p if layer.training else 0.0
     context = F.scaled_dot_product_attention(
         query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=mask, dropout_p=dropout, scale=1.0
     )
     context = context.view(batch_size, num_windows, heads, tokens, head_dim).transpose(2, 3)  # B, nW, M, heads, d
     return layer.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
+
+
+def _project_heads(attention, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of (B, nW, M, C) windows as (B, nW, heads, M, d) views of three projections (no weight concatenation,
+    no permuting copy)."""
+    batch_size, num_windows, tokens, _ = windows.shape
+    split = (batch_size, num_windows, tokens, attention.num_attention_heads, attention.attention_head_size)
+    projections = (
+        F.linear(windows, attention.query.weight, attention.query.bias),
+        F.linear(windows, attention.key.weight, attention.key.bias),
+        F.linear(windows, attention.value.weight, attention.value.bias),
+    )
+    return tuple(x.view(split).transpose(2, 3) for x in projections)
+
+
+def _project_heads_contiguous(attention, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of (B, nW, M, C) windows, each contiguous (B, nW, heads, M, d): one fused projection, one copy."""
+    batch_size, num_windows, tokens, _ = windows.shape
+    heads, head_dim = attention.num_attention_heads, attention.attention_head_size
+    weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
+    bias = None
+    if attention.query.bias is not None:
+        bias = torch.cat([attention.query.bias, torch.zeros_like(attention.query.bias), attention.value.bias])
+    qkv = F.linear(windows, weight, bias).view(batch_size, num_windows, tokens, 3, heads, head_dim)
+    return qkv.permute(3, 0, 1, 4, 2, 5).contiguous().unbind(0)  # each B, nW, heads, M, d
 
 
 def window_token_index(
