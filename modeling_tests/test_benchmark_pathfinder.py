@@ -88,12 +88,13 @@ def test_comparison_writes_one_record_per_run_and_never_over_one(tmp_path):
 def test_summary_groups_seeds_and_plots(tmp_path):
     folder = tmp_path / "runs"
     folder.mkdir()
-    for seed, accuracy in ((0, 0.6), (1, 0.8)):
+    for seed, accuracy, load in ((0, 0.6, 1.04), (1, 0.8, 2.5)):
         run = {"model": "mano", "seed": seed, "image_size": 32, "test_accuracy": accuracy, "validation_accuracy": 0.7,
-               "best_epoch": 3, "parameters": 1234, "flops": 5e6, "wall_seconds": 10.0}  # fmt: skip
+               "best_epoch": 3, "parameters": 1234, "flops": 5e6, "wall_seconds": 10.0,
+               "machine": {"load_average_1min": load}}  # fmt: skip
         (folder / f"mano-s{seed}.json").write_text(json.dumps(run))
     table = summary_table(load_runs([folder]))
-    assert "| runs | 32 | mano | 0,1 | 70.0 ± 10.0 | 70.0 ± 0.0 | 3,3 | 1,234 | 5.0 | 10 ± 0 |" in table
+    assert "| runs | 32 | mano | 0,1 | 70.0 ± 10.0 | 70.0 ± 0.0 | 3,3 | 1,234 | 5.0 | 10 ± 0 | 1.0,2.5 |" in table
     plot = plot_accuracy_against_size(load_runs([folder]), tmp_path / "accuracy.png")
     assert plot.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(FileExistsError):

@@ -303,12 +303,13 @@ def _mean_spread(values: list[float], scale: float = 1.0, digits: int = 1) -> st
 
 
 def summary_table(runs: Sequence[dict]) -> str:
-    """A markdown table: one row per folder, image size and model; accuracies as mean ± half-range over seeds."""
+    """A markdown table: one row per folder, image size and model; accuracies as mean ± half-range over seeds, and
+    the machine's 1-minute load average at the end of each run (other jobs slow the wall times)."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run["run_dir"], run["image_size"], run["model"]), []).append(run)
     header = ["runs", "px", "model", "seeds", "test acc (%)", "val acc (%)", "best epoch", "params", "MFLOPs/image",
-              "wall (s/run)"]  # fmt: skip
+              "wall (s/run)", "load"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (folder, size, model), members in groups.items():
         lines.append("| " + " | ".join([
@@ -317,6 +318,7 @@ def summary_table(runs: Sequence[dict]) -> str:
             _mean_spread([run["validation_accuracy"] for run in members], 100),
             ",".join(str(run["best_epoch"]) for run in members), f"{members[0]['parameters']:,}",
             f"{members[0]['flops'] / 1e6:.1f}", _mean_spread([run["wall_seconds"] for run in members], digits=0),
+            ",".join(f"{run['machine']['load_average_1min']:.1f}" for run in members),
         ]) + " |")  # fmt: skip
     return "\n".join(lines)
 
