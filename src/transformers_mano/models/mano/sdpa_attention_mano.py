@@ -72,12 +72,13 @@ def sdpa_window_attention(
     tokens_of_levels = [grid.reshape(batch_size, -1, channels) for grid in grids]
     flat = torch.cat(tokens_of_levels + [grids[0].new_zeros(batch_size, 1, channels)], dim=1)  # B, T+1, C
     tokens = layer.window_size**2  # M
-    windows = flat[:, gather].view(batch_size, -1, tokens, channels)  # B, nW, M, C: pad, shift and partition
+    # index_select copies whole rows of C values (advanced indexing goes value by value: 5x slower on CPU)
+    windows = flat.index_select(1, gather).view(batch_size, -1, tokens, channels)  # B, nW, M, C: pad, shift, split
 
     context = cosine_window_attention(layer, windows, attention_bias(layer, layouts, windows.dtype, windows.device))
 
     # merge windows, undo the shift and drop the padding: one gather back to the tokens of every level
-    context = context.reshape(batch_size, -1, channels)[:, scatter]  # B, T, C
+    context = context.reshape(batch_size, -1, channels).index_select(1, scatter)  # B, T, C
     sizes = [height * width for height, width, *_ in layouts]
     outputs = [
         level.view(batch_size, height, width, channels)
