@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from transformers_mano.benchmark.scaling import fit_exponent
 
@@ -27,3 +28,19 @@ def test_a_sweep_that_cannot_support_its_exponent_is_flagged(tokens, values, rea
     fit = fit_exponent(tokens, values)
     assert not fit["trusted"]
     assert re.search(reason, fit["reason"]), fit["reason"]
+
+
+def test_forward_profile_splits_operator_time_into_parts():
+    from transformers_mano.benchmark.profiling import OPERATOR_PARTS, OTHER_PART, parts_table, profile_forward
+
+    torch.manual_seed(0)
+    profiles = [profile_forward(kind, image_size=64, repeats=1, warmup=1) for kind in ("mano-tiny", "swinv2-tiny")]
+    for result in profiles:
+        parts = result["parts_ms"]
+        assert set(parts) == {*OPERATOR_PARTS, OTHER_PART}
+        assert all(ms >= 0 for name, ms in parts.items() if name != OTHER_PART)
+        # the parts are a partition of the operators' own time (summed in another order: float rounding only)
+        assert sum(parts.values()) == pytest.approx(result["operator_ms"], rel=1e-9)
+        assert parts["matrix products (linear, convolution)"] > 0
+    table = parts_table(profiles)
+    assert table.count("\n") == len(OPERATOR_PARTS) + 3 and "mano-tiny" in table and "swinv2-tiny" in table
