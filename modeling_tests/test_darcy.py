@@ -485,6 +485,29 @@ def test_mano_runs_are_evaluated_again_with_a_pinned_level_count(tiny_runs, tmp_
         evaluate_run(vit, EvaluationArguments(run_dirs=[str(vit)], num_levels=2, cache_dir=str(root / "cache")))
 
 
+def test_a_mano_run_keeps_its_attention_at_the_training_grid(tiny_runs, tmp_path: Path) -> None:
+    """The saved config holds the training side and the data's grid layout, so the reloaded model resamples on the
+    16 x 16 test grid with no option; `--attention_resolution none` evaluates it as runs before the option did."""
+    root, runs = tiny_runs
+    mano = shutil.copytree(runs[0], tmp_path / "mano")
+    config = AutoModel.from_pretrained(mano).config
+    assert (config.attention_resolution, config.grid_layout) == (8, "corners")  # generated data: both ends
+    args = EvaluationArguments(run_dirs=[str(mano)], attention_resolution="none", cache_dir=str(root / "cache"),
+                               tag="direct")  # fmt: skip
+    evaluation = evaluate_run(mano, args)
+    results = json.loads((mano / "results.json").read_text())
+    assert evaluation["attention_resolution"] is None
+    # at the training side the option changes nothing (float32, batched differently)...
+    assert evaluation["test"]["8"]["relative_mse"] == pytest.approx(results["test"]["8"]["relative_mse"], rel=1e-5)
+    # ...and at 16 the model run as given is another model (far more than float32 rounding, 6e-8 relative)
+    direct, saved = (np.load(mano / name)["prediction"] for name in ("predictions_16-direct.npz", "predictions_16.npz"))
+    assert np.abs(direct - saved).max() > 1e-4 * np.abs(saved).max()
+    with pytest.raises(ValueError, match="attention_resolution"):
+        evaluate_run(mano, EvaluationArguments(run_dirs=[str(mano)], attention_resolution="train", tag="x"))
+    assert [darcy.grid_layout_of(name) for name in ("neuralop_darcy_16", "b.hdf5", "grf_darcy_32", str(tmp_path))] \
+        == ["strided", "strided", "corners", "corners"]  # fmt: skip
+
+
 def test_strided_upsampling_is_linear_between_the_sub_grid_points_and_constant_past_the_last() -> None:
     coarse = torch.randn(2, 4, 4, 3, dtype=torch.float64)
     fine = upsample_strided(coarse, 2)
@@ -543,3 +566,12 @@ def test_the_step_time_floor_keeps_the_projections_and_drops_the_attention() -> 
     with torch.no_grad():
         torch.testing.assert_close(floor, attention.proj(value))  # the same float32 ops in the same order
         assert not torch.allclose(attention([grid])[0], floor)  # outside the block: real window attention
+
+
+@pytest.mark.parametrize("overrides, message", [({"attention_resolution": "train-ish"}, "--attention_resolution"),
+                                                ({"grid_layout": "cells"}, "--grid_layout")])  # fmt: skip
+def test_bad_grid_options_name_the_option(overrides, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        DarcyModelArguments(**overrides)
+    assert DarcyModelArguments(attention_resolution="none").attention_side(16) is None
+    assert DarcyModelArguments().attention_side(16) == 16 == DarcyModelArguments(attention_resolution="16").attention_side(32)

@@ -19,8 +19,11 @@ from transformers_mano import ManoOperatorConfig, ManoOperatorModel
 from transformers_mano.models.mano_operator.modeling_mano_operator import (
     AUTO_MAP,
     ManoOperatorWindowAttention,
+    axis_positions,
     grid_coordinates,
     relative_l2,
+    resample_grid,
+    resampling_matrix,
 )
 
 
@@ -175,8 +178,10 @@ def test_relative_l2_and_loss() -> None:
     "overrides, field",
     [({"window_stride": 3}, "window_stride"), ({"num_levels": 0}, "num_levels"), ({"num_levels": "many"}, "num_levels"),
      ({"positional_embedding": "sine"}, "positional_embedding"), ({"sampling_rate": 1}, "sampling_rate"),
-     ({"output_std": 0.0}, "output_std"), ({"hidden_size": 0}, "hidden_size")],
-    ids=["stride>window", "zero-levels", "levels-string", "positional", "rate", "std", "width"],
+     ({"output_std": 0.0}, "output_std"), ({"hidden_size": 0}, "hidden_size"),
+     ({"grid_layout": "cells"}, "grid_layout"), ({"attention_resolution": 1}, "attention_resolution")],
+    ids=["stride>window", "zero-levels", "levels-string", "positional", "rate", "std", "width", "layout",
+         "attention-side", "two-resolution-options"],
 )  # fmt: skip
 def test_bad_config_values_name_the_field(overrides, field) -> None:
     with pytest.raises(StrictDataclassError, match=field):
@@ -259,3 +264,69 @@ def test_native_resolution_runs_finer_grids_as_interleaved_sub_grids() -> None:
         assert native(fields(2, 12).double()).predictions.shape == (2, 12, 12, 1)  # not a multiple: runs as given
     with pytest.raises(StrictDataclassError, match="native_resolution"):
         tiny_config(native_resolution=1)
+
+
+@pytest.mark.parametrize("layout", ["corners", "strided"])
+@pytest.mark.parametrize("source, target", [(16, 8), (15, 8), (64, 32), (20, 7), (8, 16), (5, 9)])
+def test_resampling_keeps_affine_fields_and_averages(layout, source, target) -> None:
+    """Interpolation onto a finer grid reproduces an affine function of position exactly where the fine points lie
+    between coarse ones; restriction onto a coarser grid is a weighted average (rows of non-negative weights that
+    sum to 1) that keeps an affine function at interior points whose weights are symmetric about them."""
+    matrix = resampling_matrix(source, target, layout)
+    assert matrix.shape == (target, source) and bool((matrix >= 0).all())
+    torch.testing.assert_close(matrix.sum(-1), torch.ones(target, dtype=torch.float64), rtol=0, atol=1e-15)
+    affine = 0.3 + 2.0 * axis_positions(source, source, layout)  # in units of the source grid's index
+    expected = 0.3 + 2.0 * axis_positions(target, source, layout)  # the same function at the target's points
+    resampled = matrix @ affine
+    if target > source:  # interpolation: exact up to the last source point (held constant past it)
+        inside = axis_positions(target, source, layout) <= source - 1
+        torch.testing.assert_close(resampled[inside], expected[inside], rtol=0, atol=1e-12)  # float64 rounding
+    elif layout == "strided" and source == 2 * target:  # full weighting: 1/4, 1/2, 1/4 around each coarse point
+        torch.testing.assert_close(matrix[1, :4], torch.tensor([0.0, 0.25, 0.5, 0.25], dtype=torch.float64))
+        torch.testing.assert_close(resampled[1:-1], expected[1:-1], rtol=0, atol=1e-12)
+
+
+def test_resample_grid_applies_the_axis_matrices_to_every_channel() -> None:
+    grid = torch.rand(2, 16, 12, 3, dtype=torch.float64)
+    rows, cols = resampling_matrix(16, 8, "strided"), resampling_matrix(12, 6, "strided")
+    expected = torch.stack([rows @ grid[b, :, :, c] @ cols.T for b in range(2) for c in range(3)]).view(2, 3, 8, 6)
+    torch.testing.assert_close(resample_grid(grid, 8, 6, "strided"), expected.permute(0, 2, 3, 1))
+
+
+def smooth_field(side: int, layout: str) -> torch.Tensor:
+    """(1, side, side, 1) float64: a smooth coefficient field sampled at the grid points of `layout`."""
+    position = axis_positions(side, 2, layout)  # in [0, 1]: units of a two-point axis
+    y, x = torch.meshgrid(position, position, indexing="ij")
+    return (torch.sin(3.0 * y + 1.0) * torch.cos(2.0 * x) + 0.5 * x * y)[None, :, :, None]
+
+
+@pytest.mark.parametrize("layout, fine_side", [("strided", 16), ("corners", 15)])
+def test_attention_resolution_keeps_one_operator_on_a_finer_grid(layout, fine_side) -> None:
+    """With attention_resolution 8 the model is unchanged on 8 x 8 grids (bit for bit), and on a grid twice as fine
+    its prediction at the 8 x 8 grid's points stays closer to the 8 x 8 prediction than the model run directly."""
+    torch.manual_seed(0)
+    plain = ManoOperatorModel(tiny_config()).double().eval()
+    resampled = ManoOperatorModel(tiny_config(attention_resolution=8, grid_layout=layout)).double().eval()
+    resampled.load_state_dict(plain.state_dict())
+    coarse, fine = smooth_field(8, layout), smooth_field(fine_side, layout)
+    torch.testing.assert_close(fine[:, ::2, ::2], coarse, rtol=0, atol=1e-15)  # nested grids: the same points
+    with torch.no_grad():
+        assert torch.equal(resampled(coarse).predictions, plain(coarse).predictions)
+        reference = plain(coarse).predictions
+        consistent = relative_l2(resampled(fine).predictions[:, ::2, ::2], reference)
+        direct = relative_l2(plain(fine).predictions[:, ::2, ::2], reference)
+        assert resampled(fields(1, 13).double()).predictions.shape == (1, 13, 13, 1)  # any side, coarser too
+        assert resampled(fields(1, 5).double()).predictions.shape == (1, 5, 5, 1)
+    assert consistent < direct / 2, (consistent, direct)
+
+
+def test_attention_resolution_layer_attends_on_the_resampled_grid() -> None:
+    """A block on a 16 x 16 grid adds the interpolated multipole attention of its 8 x 8 restriction."""
+    torch.manual_seed(0)
+    model = ManoOperatorModel(tiny_config(attention_resolution=8, grid_layout="strided")).double().eval()
+    layer, grid = model.layers[0], torch.rand(2, 16, 16, 8, dtype=torch.float64)
+    with torch.no_grad():
+        attended = grid + resample_grid(layer.multipole_attention(resample_grid(grid, 8, 8, "strided")), 16, 16,
+                                        "strided")  # fmt: skip
+        torch.testing.assert_close(layer(grid), attended + layer.feed_forward(attended))
+        assert layer.config.levels_for(8, 8) == 3  # the trained grid's levels, whatever the input

@@ -3,6 +3,7 @@
     python scripts/evaluate_darcy.py out/darcy-protocol/mano-lr0.001-s0 --native_resolution 16 --tag native16
     python scripts/evaluate_darcy.py out/darcy-protocol/fno-lr0.003-s0 --interpolate_from 16 --tag interp16
     python scripts/evaluate_darcy.py out/darcy-protocol/mano-lr0.001-s0 --num_levels 4 --tag levels4
+    python scripts/evaluate_darcy.py out/darcy-protocol/mano-lr0.001-s0 --attention_resolution none --tag direct
 
 Writes evaluation[-<tag>].json into each run folder and prints the errors. See docs/darcy.md.
 """
@@ -23,6 +24,8 @@ def main(argv: list[str]) -> None:
                         help="MANO only: run grids that are multiples of this side as interleaved sub-grids")
     parser.add_argument("--interpolate_from", type=int, default=None,
                         help="any model: predict on the sub-grid of this side at the origin, interpolate linearly")
+    parser.add_argument("--attention_resolution", default=None,
+                        help="MANO only: the grid side its attention runs at instead of the saved one ('none': as given)")
     parser.add_argument("--num_levels", type=int, default=None,
                         help="MANO only: this level count on every grid instead of the saved one")
     parser.add_argument("--data", default=None, help="data set (default: each run's own)")

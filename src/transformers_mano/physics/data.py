@@ -421,6 +421,15 @@ def load_darcy(
     return data
 
 
+def grid_layout_of(name: str) -> str:
+    """Where the grid points of a Darcy source sit on each axis (`ManoOperatorConfig.grid_layout`): "strided" for
+    the neuraloperator and PDEBench files (subsampled by a stride: the first end kept, the last dropped), "corners"
+    for generated data (both ends) and, unless told otherwise, for folders."""
+    if name == "neuralop_darcy_16" or Path(name).suffix in (".hdf5", ".h5"):
+        return "strided"
+    return "corners"
+
+
 def split_resolutions(data: DatasetDict) -> list[int]:
     """Resolutions of the `test_<n>` splits, ascending."""
     return sorted(int(split.split("_")[1]) for split in data if split.startswith("test_"))
@@ -441,6 +450,7 @@ __all__ = [
     "check_darcy_splits",
     "load_darcy_folder",
     "read_pdebench_darcy",
+    "grid_layout_of",
     "subsample_stride",
     "as_tensors",
     "darcy_features",

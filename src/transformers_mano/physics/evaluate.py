@@ -5,7 +5,8 @@ again needs no training: this is how MANO's `native_resolution` (a finer grid ru
 trained spacing) is measured on runs trained without it. `interpolate_from` is the reference for any model: the
 model sees only the points of a finer grid at the trained spacing, and its prediction there is interpolated
 (linearly) onto the finer grid. `num_levels` pins MANO's level count, which tells a level the model never trained
-apart from the spacing of its stencils as the cause of an error on a finer grid. Results go to `evaluation[-<tag>].json` in the run folder.
+apart from the spacing of its stencils as the cause of an error on a finer grid. `attention_resolution` replaces the
+grid side MANO's attention runs at (`none`: every grid as given, the behaviour of runs made before the option). Results go to `evaluation[-<tag>].json` in the run folder.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class EvaluationArguments:
         metadata={"help": "Any model: on grids that are multiples of this side, predict on the sub-grid of this side "
                           "that starts at the origin and interpolate the prediction linearly (e.g. 16)."},  # fmt: skip
     )
+    attention_resolution: str | None = field(
+        default=None,
+        metadata={"help": "MANO only: the grid side its attention runs at instead of the saved one ('none': every "
+                          "grid as given, as before the option existed; e.g. 16)."},  # fmt: skip
+    )
     num_levels: int | None = field(
         default=None,
         metadata={"help": "MANO only: this level count on every grid instead of the saved one (e.g. 4, the count of "
@@ -50,6 +56,18 @@ class EvaluationArguments:
     tag: str = field(default="", metadata={"help": "Suffix of the outputs: evaluation-<tag>.json, predictions_<n>-<tag>.npz."})
     num_saved_predictions: int = field(default=4, metadata={"help": "Test samples saved per resolution."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing evaluation file."})
+
+
+def mano_overrides(args: EvaluationArguments) -> dict[str, object]:
+    """The MANO config values an evaluation replaces: only the options given."""
+    options = ("native_resolution", "num_levels")
+    overrides = {option: getattr(args, option) for option in options if getattr(args, option) is not None}
+    side = args.attention_resolution
+    if side is not None:
+        if side != "none" and not str(side).isdigit():
+            raise ValueError(f"--attention_resolution must be a grid side or 'none', got {side!r}")
+        overrides["attention_resolution"] = None if side == "none" else int(side)
+    return overrides
 
 
 def upsample_strided(fields: torch.Tensor, stride: int) -> torch.Tensor:
@@ -83,11 +101,10 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
     model = AutoModel.from_pretrained(run_dir).eval()
     if args.native_resolution is not None and args.interpolate_from is not None:
         raise ValueError("--native_resolution and --interpolate_from are two ways to evaluate: pass one")
-    for option in ("native_resolution", "num_levels"):
-        if getattr(args, option) is not None:
-            if not isinstance(model, ManoOperatorModel):
-                raise ValueError(f"--{option} applies to MANO operators; {run_dir} holds {type(model).__name__}")
-            setattr(model.config, option, getattr(args, option))
+    for option, value in mano_overrides(args).items():
+        if not isinstance(model, ManoOperatorModel):
+            raise ValueError(f"--{option} applies to MANO operators; {run_dir} holds {type(model).__name__}")
+        setattr(model.config, option, value)
     recorded = results["arguments"]["data"]  # the run's own data arguments (sizes, splits, resolutions)
     data = load_darcy(
         args.data or recorded["data"], args.cache_dir or recorded["cache_dir"], recorded["data_source"],
@@ -115,10 +132,11 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
                 np.savez_compressed(handle, coefficient=inputs[keep, ..., 0].numpy(), solution=targets[keep, ..., 0].numpy(),
                                     prediction=predictions[keep, ..., 0].numpy())  # fmt: skip
     evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution, "num_levels": args.num_levels,
+                  "attention_resolution": getattr(model.config, "attention_resolution", None),
                   "interpolate_from": args.interpolate_from, "test": tests, "machine": machine_info()}  # fmt: skip
     name = f"evaluation{suffix}.json"
     atomic_write_text(run_dir / name, json.dumps(evaluation, indent=2), overwrite=args.overwrite)
     return evaluation
 
 
-__all__ = ["EvaluationArguments", "evaluate_run", "upsample_strided"]
+__all__ = ["EvaluationArguments", "evaluate_run", "mano_overrides", "upsample_strided"]

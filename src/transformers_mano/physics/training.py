@@ -40,13 +40,13 @@ from transformers import logging as transformers_logging
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 from transformers.training_args import OptimizerNames
 
-from ..models.mano_operator.configuration_mano_operator import ManoOperatorConfig
+from ..models.mano_operator.configuration_mano_operator import GRID_LAYOUTS, ManoOperatorConfig
 from ..models.mano_operator.modeling_mano_operator import ManoOperatorModel
 from ..utils import atomic_file, atomic_write_text, machine_info
 from ..utils.cli import run_main
 from ..utils.run_folder import check_distributed_setup, check_output_dir, resolve_checkpoint
 from .baselines import FnoOperatorConfig, FnoOperatorModel, VitOperatorConfig, VitOperatorModel
-from .data import load_darcy, split_resolutions
+from .data import grid_layout_of, load_darcy, split_resolutions
 
 logger = logging.getLogger("transformers_mano.physics")
 
@@ -72,6 +72,17 @@ class DarcyModelArguments:
         default="grid",
         metadata={"help": "MANO: 'grid' (the (y, x) coordinates, as the baselines see them) or 'none' (as released)."},
     )
+    attention_resolution: str = field(
+        default="train",
+        metadata={"help": "MANO: the grid side its attention runs at on any input grid (the input resampled there "
+                          "and back): 'train' (the training grid's side), an integer, or 'none' (every grid as "
+                          "given, the stencils then see finer spacings than trained on)."},  # fmt: skip
+    )
+    grid_layout: str | None = field(
+        default=None,
+        metadata={"help": "MANO: where the data's grid points sit, 'corners' or 'strided' (None: from --data; "
+                          "folders: corners)."},  # fmt: skip
+    )
     fno_modes: int = field(default=8, metadata={"help": "FNO: Fourier modes kept per axis."})
     match_parameters: int | None = field(
         default=None,
@@ -81,6 +92,18 @@ class DarcyModelArguments:
     def __post_init__(self) -> None:
         if self.model not in MODEL_KINDS:
             raise ValueError(f"--model must be one of {MODEL_KINDS}, got {self.model!r}")
+        if self.attention_resolution not in ("train", "none") and not self.attention_resolution.isdigit():
+            raise ValueError(
+                f"--attention_resolution must be 'train', 'none' or a grid side, got {self.attention_resolution!r}"
+            )
+        if self.grid_layout not in (None, *GRID_LAYOUTS):
+            raise ValueError(f"--grid_layout must be one of {GRID_LAYOUTS}, got {self.grid_layout!r}")
+
+    def attention_side(self, train_resolution: int) -> int | None:
+        """`ManoOperatorConfig.attention_resolution` of a run trained at `train_resolution`."""
+        if self.attention_resolution == "none":
+            return None
+        return train_resolution if self.attention_resolution == "train" else int(self.attention_resolution)
 
 
 @dataclass
@@ -167,8 +190,11 @@ def count_flops(model: torch.nn.Module, resolution: int, in_channels: int = 1) -
     return counter.get_total_flops()
 
 
-def mano_config(args: DarcyModelArguments, normalization: dict[str, float] | None = None) -> ManoOperatorConfig:
-    """The MANO operator of a run (head width hidden / heads and MLP 2 x hidden unless given)."""
+def mano_config(
+    args: DarcyModelArguments, normalization: dict[str, float] | None = None, grid: dict[str, object] | None = None
+) -> ManoOperatorConfig:
+    """The MANO operator of a run (head width hidden / heads and MLP 2 x hidden unless given); `grid` holds its
+    `attention_resolution` and `grid_layout`."""
     return ManoOperatorConfig(
         hidden_size=args.hidden_size,
         num_hidden_layers=args.num_layers,
@@ -179,6 +205,7 @@ def mano_config(args: DarcyModelArguments, normalization: dict[str, float] | Non
         window_stride=args.window_stride,
         sampling_rate=args.sampling_rate,
         positional_embedding=args.positional_embedding,
+        **(grid or {}),
         **(normalization or {}),
     )
 
@@ -198,12 +225,16 @@ def _closest_width(build: Callable[[int], PreTrainedModel], target: int, widths:
 
 
 def build_operator(
-    args: DarcyModelArguments, normalization: dict[str, float] | None = None, seed: int = 0
+    args: DarcyModelArguments,
+    normalization: dict[str, float] | None = None,
+    seed: int = 0,
+    grid: dict[str, object] | None = None,
 ) -> PreTrainedModel:
-    """The model of a run, initialised from `seed`; baselines take the width closest to the MANO parameter count."""
+    """The model of a run, initialised from `seed`; baselines take the width closest to the MANO parameter count.
+    `grid`: MANO's `attention_resolution` and `grid_layout` (see `mano_config`)."""
     normalization = normalization or {}
     if args.model == "mano":
-        config = mano_config(args, normalization)
+        config = mano_config(args, normalization, grid)
         build = None
     else:
         target = args.match_parameters
@@ -324,8 +355,12 @@ def run_darcy(
     machine_before = machine_info(str(training_args.device))
     with training_args.main_process_first(desc="Darcy data"):  # one process generates and caches, the others read
         splits = prepare_splits(data_args)
-    model = build_operator(model_args, field_statistics(splits["train"]), seed=training_args.seed)
     resolution = splits["train"][0]["coefficient"].shape[-1]
+    grid = {
+        "attention_resolution": model_args.attention_side(resolution),
+        "grid_layout": model_args.grid_layout or grid_layout_of(data_args.data),
+    }
+    model = build_operator(model_args, field_statistics(splits["train"]), seed=training_args.seed, grid=grid)
     parameters, flops = count_parameters(model), count_flops(model, resolution)
     logger.info(f"{type(model).__name__}: {parameters:,} parameters, {flops / 1e6:.1f} MFLOPs per {resolution}x"
                 f"{resolution} sample; train {len(splits['train'])}, validation {len(splits['validation'])}")  # fmt: skip

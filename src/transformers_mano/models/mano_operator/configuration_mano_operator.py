@@ -15,6 +15,8 @@ from ..config_validators import above, at_least
 
 PositionalEmbedding = Literal["none", "grid"]
 POSITIONAL_EMBEDDINGS: tuple[str, ...] = get_args(PositionalEmbedding)
+GridLayout = Literal["corners", "strided"]
+GRID_LAYOUTS: tuple[str, ...] = get_args(GridLayout)
 
 
 @strict
@@ -66,6 +68,19 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
         that grid spacing; on a grid r times finer (an integer r on both sides) the operator then runs on the
         r x r interleaved sub-grids `fields[:, i::r, j::r]`, each at the trained spacing, and interleaves their
         outputs. `None` (default): every grid runs as given.
+    attention_resolution (`int`, *optional*):
+        The grid side whose spacings the learned stencils belong to (the training grid's). On a grid of another
+        side, every block resamples its input to this side for the multipole attention, at the same points of the
+        domain (see `grid_layout`: an anti-aliased linear restriction, the transpose of linear interpolation with its
+        rows normalised, as multigrid's full weighting), and interpolates the attention's output back linearly; the
+        residual stream, the MLPs, the lift and the head stay on the input grid, so the operator keeps the input's
+        detail and its attention the trained spacings. On a grid of this side nothing changes. `None` (default):
+        the attention runs on every grid as given. With `native_resolution` too, it applies within each sub-grid.
+    grid_layout (`str`, *optional*, defaults to `"corners"`):
+        Where the n points of an axis sit in [0, 1], which the resampling of `attention_resolution` follows:
+        `"corners"`: at i / (n - 1), both ends included (`generate_darcy`); `"strided"`: at i / n, the first end
+        kept and the last dropped, as grids subsampled by a stride are (the neuraloperator and PDEBench files, where
+        the 16 x 16 grid is the 32 x 32 one's even points).
     layer_norm_eps (`float`, *optional*, defaults to 1e-5):
         Epsilon of every LayerNorm.
     initializer_range (`float`, *optional*, defaults to 0.02):
@@ -106,6 +121,8 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
     projector_init: ProjectorInit = "random"
     positional_embedding: PositionalEmbedding = "none"
     native_resolution: int | None = at_least(2)(default=None)
+    attention_resolution: int | None = at_least(2)(default=None)
+    grid_layout: GridLayout = "corners"
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     input_mean: float = 0.0
@@ -129,4 +146,4 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
         return plan_num_levels(height, width, min_side, self.sampling_rate)
 
 
-__all__ = ["POSITIONAL_EMBEDDINGS", "ManoOperatorConfig"]
+__all__ = ["GRID_LAYOUTS", "POSITIONAL_EMBEDDINGS", "ManoOperatorConfig"]

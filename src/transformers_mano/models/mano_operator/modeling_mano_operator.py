@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -50,6 +51,48 @@ def grid_coordinates(height: int, width: int, device: torch.device, dtype: torch
     ys = torch.linspace(0.0, 1.0, height, device=device, dtype=dtype)
     xs = torch.linspace(0.0, 1.0, width, device=device, dtype=dtype)
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)[None]  # 1, H, W, 2
+
+
+def axis_positions(side: int, target: int, layout: str) -> torch.Tensor:
+    """(side,) float64: where the points of a `side`-point axis sit, in index units of a `target`-point axis of the
+    same interval; `layout` "corners" puts n points at i / (n - 1), "strided" at i / n."""
+    index = torch.arange(side, dtype=torch.float64)
+    if layout == "corners":
+        return index * (target - 1) / max(side - 1, 1)
+    return index * target / side
+
+
+def interpolation_matrix(fine: int, coarse: int, layout: str) -> torch.Tensor:
+    """(fine, coarse) float64: linear interpolation of values at `coarse` points onto `fine` points of the same
+    interval (held constant past the last coarse point)."""
+    if coarse == 1:
+        return torch.ones(fine, 1, dtype=torch.float64)
+    position = axis_positions(fine, coarse, layout).clamp(0, coarse - 1)
+    low = position.floor().long().clamp(max=coarse - 2)
+    fraction = position - low
+    rows = torch.arange(fine)
+    matrix = torch.zeros(fine, coarse, dtype=torch.float64)
+    matrix[rows, low] = 1 - fraction
+    matrix[rows, low + 1] += fraction
+    return matrix
+
+
+@lru_cache(maxsize=64)
+def resampling_matrix(source: int, target: int, layout: str) -> torch.Tensor:
+    """(target, source) float64 resampling of an axis between two grids of one interval: linear interpolation onto
+    a finer grid; onto a coarser one its transpose with rows normalised to 1 (multigrid's full weighting for a
+    factor 2: weights 1/4, 1/2, 1/4), which averages the fine points around each coarse one instead of aliasing."""
+    if target >= source:
+        return interpolation_matrix(target, source, layout)
+    restriction = interpolation_matrix(source, target, layout).T
+    return restriction / restriction.sum(-1, keepdim=True)
+
+
+def resample_grid(grid: torch.Tensor, height: int, width: int, layout: str) -> torch.Tensor:
+    """(B, h, w, C) -> (B, height, width, C) by `resampling_matrix` along each axis."""
+    rows = resampling_matrix(grid.shape[1], height, layout).to(grid.device, grid.dtype)
+    cols = resampling_matrix(grid.shape[2], width, layout).to(grid.device, grid.dtype)
+    return torch.einsum("yh,xw,bhwc->byxc", rows, cols, grid)
 
 
 @dataclass
@@ -299,7 +342,8 @@ class ManoOperatorLayer(nn.Module):
     """One block: `x = x + multipole_attention(x); x = x + feed_forward(x)` on a (B, H, W, C) grid.
 
     One window attention and one (down, up) projector pair serve every level. A block configured with a fixed
-    single level has no projectors.
+    single level has no projectors. With `config.attention_resolution` n, the multipole attention of a grid of
+    another size runs on the grid resampled to n x n and its output is interpolated back (`resample_grid`).
     """
 
     def __init__(self, config: ManoOperatorConfig) -> None:
@@ -313,15 +357,25 @@ class ManoOperatorLayer(nn.Module):
         self.feed_forward = ManoOperatorFeedForward(config)
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C); the level count follows (H, W).
+        """(B, H, W, C) -> (B, H, W, C): the multipole attention (on the grid its stencils belong to), then the MLP,
+        each with a residual."""
+        height, width = grid.shape[1], grid.shape[2]
+        side = self.config.attention_resolution
+        if side is None or (height, width) == (side, side):
+            grid = grid + self.multipole_attention(grid)
+        else:
+            layout = self.config.grid_layout
+            update = self.multipole_attention(resample_grid(grid, side, side, layout))
+            grid = grid + resample_grid(update, height, width, layout)
+        return grid + self.feed_forward(grid)
 
-        The V-cycle of `multipole.multipole_attention` with the attention of every level in one call: coarsen,
-        attend (all levels at once), upsample and accumulate.
-        """
+    def multipole_attention(self, grid: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C), the level count following (H, W): the V-cycle of
+        `multipole.multipole_attention` with the attention of every level in one call: coarsen, attend (all levels
+        at once), upsample and accumulate."""
         num_levels = self.config.levels_for(grid.shape[1], grid.shape[2]) if self.down is not None else 1
         levels = coarsen_levels(grid, self.down, num_levels)
-        grid = grid + accumulate_levels(self.attention(levels), self.up, self.config.level_weighting)
-        return grid + self.feed_forward(grid)
+        return accumulate_levels(self.attention(levels), self.up, self.config.level_weighting)
 
 
 class ManoOperatorPreTrainedModel(PreTrainedModel):
@@ -361,7 +415,9 @@ class ManoOperatorModel(ManoOperatorPreTrainedModel):
     Maps (B, H, W, in_channels) input fields to (B, H, W, out_channels) output fields at any H, W: the level count
     of each block follows the grid, so a model trained at 16 x 16 runs at 32 x 32 or 64 x 64 unchanged. With
     `config.native_resolution` set, a grid r times finer runs as its r x r interleaved sub-grids, each at the
-    spacing the learned stencils were trained on (see `ManoOperatorConfig.native_resolution`).
+    spacing the learned stencils were trained on (see `ManoOperatorConfig.native_resolution`). With
+    `config.attention_resolution` set, every block's attention runs on the grid resampled to that side and the rest
+    on the input grid (see `ManoOperatorConfig.attention_resolution`).
     """
 
     def __init__(self, config: ManoOperatorConfig) -> None:
@@ -458,8 +514,12 @@ __all__ = [
     "ManoOperatorPreTrainedModel",
     "ManoOperatorWindowAttention",
     "WindowTables",
+    "axis_positions",
     "grid_coordinates",
+    "interpolation_matrix",
     "merge_sub_grids",
     "relative_l2",
+    "resample_grid",
+    "resampling_matrix",
     "split_sub_grids",
 ]
