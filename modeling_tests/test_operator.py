@@ -181,7 +181,7 @@ def test_relative_l2_and_loss() -> None:
      ({"output_std": 0.0}, "output_std"), ({"hidden_size": 0}, "hidden_size"),
      ({"grid_layout": "cells"}, "grid_layout"), ({"attention_resolution": 1}, "attention_resolution")],
     ids=["stride>window", "zero-levels", "levels-string", "positional", "rate", "std", "width", "layout",
-         "attention-side", "two-resolution-options"],
+         "attention-side"],
 )  # fmt: skip
 def test_bad_config_values_name_the_field(overrides, field) -> None:
     with pytest.raises(StrictDataclassError, match=field):
