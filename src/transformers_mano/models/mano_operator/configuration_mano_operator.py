@@ -17,6 +17,7 @@ PositionalEmbedding = Literal["none", "grid"]
 POSITIONAL_EMBEDDINGS: tuple[str, ...] = get_args(PositionalEmbedding)
 GridLayout = Literal["corners", "strided"]
 GRID_LAYOUTS: tuple[str, ...] = get_args(GridLayout)
+Restriction = Literal["sample", "average"]
 
 
 @strict
@@ -71,11 +72,18 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
     attention_resolution (`int`, *optional*):
         The grid side whose spacings the learned stencils belong to (the training grid's). On a grid of another
         side, every block resamples its input to this side for the multipole attention, at the same points of the
-        domain (see `grid_layout`: an anti-aliased linear restriction, the transpose of linear interpolation with its
-        rows normalised, as multigrid's full weighting), and interpolates the attention's output back linearly; the
-        residual stream, the MLPs, the lift and the head stay on the input grid, so the operator keeps the input's
-        detail and its attention the trained spacings. On a grid of this side nothing changes. `None` (default):
-        the attention runs on every grid as given. With `native_resolution` too, it applies within each sub-grid.
+        domain (see `grid_layout` and `attention_restriction`), and interpolates the attention's output back
+        linearly; the residual stream, the MLPs, the lift and the head stay on the input grid, so the operator keeps
+        the input's detail and its attention the trained spacings. Grid coordinates (`positional_embedding="grid"`)
+        are then taken in this grid's units, so the same place of the domain gets the same coordinates at every
+        side. On a grid of this side nothing changes. `None` (default): the attention runs on every grid as given.
+        With `native_resolution` too, it applies within each sub-grid.
+    attention_restriction (`str`, *optional*, defaults to `"sample"`):
+        How a finer grid is resampled to `attention_resolution`: `"sample"` takes the values at the trained grid's
+        points (linear interpolation where they fall between points of the finer grid), as training grids made by
+        subsampling a finer field hold; on nested grids the blocks then compute at those points exactly what they
+        compute on the trained grid. `"average"`: the local mean of linear interpolation's transpose (full
+        weighting, anti-aliased), for fields whose grid values are cell averages.
     grid_layout (`str`, *optional*, defaults to `"corners"`):
         Where the n points of an axis sit in [0, 1], which the resampling of `attention_resolution` follows:
         `"corners"`: at i / (n - 1), both ends included (`generate_darcy`); `"strided"`: at i / n, the first end
@@ -122,6 +130,7 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
     positional_embedding: PositionalEmbedding = "none"
     native_resolution: int | None = at_least(2)(default=None)
     attention_resolution: int | None = at_least(2)(default=None)
+    attention_restriction: Restriction = "sample"
     grid_layout: GridLayout = "corners"
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02

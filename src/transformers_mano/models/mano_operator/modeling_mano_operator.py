@@ -46,13 +46,6 @@ def relative_l2(predictions: torch.Tensor, targets: torch.Tensor, squared: bool 
     return ratio if squared else ratio.sqrt()
 
 
-def grid_coordinates(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(1, H, W, 2) coordinates (y, x) of the grid points in [0, 1], the same domain at every resolution."""
-    ys = torch.linspace(0.0, 1.0, height, device=device, dtype=dtype)
-    xs = torch.linspace(0.0, 1.0, width, device=device, dtype=dtype)
-    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)[None]  # 1, H, W, 2
-
-
 def axis_positions(side: int, target: int, layout: str) -> torch.Tensor:
     """(side,) float64: where the points of a `side`-point axis sit, in index units of a `target`-point axis of the
     same interval; `layout` "corners" puts n points at i / (n - 1), "strided" at i / n."""
@@ -78,21 +71,44 @@ def interpolation_matrix(fine: int, coarse: int, layout: str) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
-def resampling_matrix(source: int, target: int, layout: str) -> torch.Tensor:
+def resampling_matrix(source: int, target: int, layout: str, restriction: str = "sample") -> torch.Tensor:
     """(target, source) float64 resampling of an axis between two grids of one interval: linear interpolation onto
-    a finer grid; onto a coarser one its transpose with rows normalised to 1 (multigrid's full weighting for a
-    factor 2: weights 1/4, 1/2, 1/4), which averages the fine points around each coarse one instead of aliasing."""
-    if target >= source:
+    a finer grid. Onto a coarser one, `restriction` "sample" takes the field's values at the coarse points (linear
+    interpolation there; on nested grids, the coarse points' own values), "average" the transpose of interpolation
+    with rows normalised to 1 (multigrid's full weighting for a factor 2: weights 1/4, 1/2, 1/4), a local mean."""
+    if target >= source or restriction == "sample":
         return interpolation_matrix(target, source, layout)
-    restriction = interpolation_matrix(source, target, layout).T
-    return restriction / restriction.sum(-1, keepdim=True)
+    weights = interpolation_matrix(source, target, layout).T
+    return weights / weights.sum(-1, keepdim=True)
 
 
-def resample_grid(grid: torch.Tensor, height: int, width: int, layout: str) -> torch.Tensor:
+def resample_grid(grid: torch.Tensor, height: int, width: int, layout: str, restriction: str = "sample") -> torch.Tensor:
     """(B, h, w, C) -> (B, height, width, C) by `resampling_matrix` along each axis."""
-    rows = resampling_matrix(grid.shape[1], height, layout).to(grid.device, grid.dtype)
-    cols = resampling_matrix(grid.shape[2], width, layout).to(grid.device, grid.dtype)
+    rows = resampling_matrix(grid.shape[1], height, layout, restriction).to(grid.device, grid.dtype)
+    cols = resampling_matrix(grid.shape[2], width, layout, restriction).to(grid.device, grid.dtype)
     return torch.einsum("yh,xw,bhwc->byxc", rows, cols, grid)
+
+
+def grid_coordinates(
+    height: int,
+    width: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    reference: int | None = None,
+    layout: str = "corners",
+) -> torch.Tensor:
+    """(1, H, W, 2) coordinates (y, x) of the grid points in [0, 1], the same domain at every resolution.
+
+    With `reference` n0 (a trained grid's side), a point's coordinate is its position in that grid's index units
+    (`axis_positions` under `layout`) over n0 - 1: the trained grid's own coordinates (exactly) at its side, and on
+    any other grid the ones the trained grid gives the same places of the domain."""
+
+    def axis(side: int) -> torch.Tensor:
+        if reference is None or reference < 2 or side == reference:
+            return torch.linspace(0.0, 1.0, side, device=device, dtype=dtype)
+        return (axis_positions(side, reference, layout) / (reference - 1)).to(device, dtype)
+
+    return torch.stack(torch.meshgrid(axis(height), axis(width), indexing="ij"), dim=-1)[None]  # 1, H, W, 2
 
 
 @dataclass
@@ -364,8 +380,8 @@ class ManoOperatorLayer(nn.Module):
         if side is None or (height, width) == (side, side):
             grid = grid + self.multipole_attention(grid)
         else:
-            layout = self.config.grid_layout
-            update = self.multipole_attention(resample_grid(grid, side, side, layout))
+            layout, restriction = self.config.grid_layout, self.config.attention_restriction
+            update = self.multipole_attention(resample_grid(grid, side, side, layout, restriction))
             grid = grid + resample_grid(update, height, width, layout)
         return grid + self.feed_forward(grid)
 
@@ -454,7 +470,8 @@ class ManoOperatorModel(ManoOperatorPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         batch_size, height, width, _ = input_fields.shape
         grid = (input_fields - self.config.input_mean) / self.config.input_std
-        coords = grid_coordinates(height, width, grid.device, grid.dtype).expand(batch_size, -1, -1, -1)
+        coords = grid_coordinates(height, width, grid.device, grid.dtype, self.config.attention_resolution,
+                                  self.config.grid_layout).expand(batch_size, -1, -1, -1)  # fmt: skip
         rate = self.sub_grid_rate(height, width)
         if rate > 1:  # the r x r interleaved sub-grids at the native spacing, as one batch
             grid, coords = (split_sub_grids(tensor, rate) for tensor in (grid, coords))
