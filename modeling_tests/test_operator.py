@@ -266,30 +266,33 @@ def test_native_resolution_runs_finer_grids_as_interleaved_sub_grids() -> None:
         tiny_config(native_resolution=1)
 
 
-@pytest.mark.parametrize("restriction", ["sample", "average"])
+@pytest.mark.parametrize("restriction", ["sample", "linear", "average"])
 @pytest.mark.parametrize("layout", ["corners", "strided"])
 @pytest.mark.parametrize("source, target", [(16, 8), (15, 8), (64, 32), (20, 7), (8, 16), (5, 9)])
 def test_resampling_keeps_affine_fields_and_averages(layout, source, target, restriction) -> None:
-    """Linear interpolation (onto a finer grid, and "sample" onto a coarser one) reproduces an affine function of
-    position exactly where the target points lie between source points; "average" onto a coarser grid is a weighted
-    mean (non-negative rows that sum to 1) that keeps an affine function where its weights are symmetric."""
+    """Linear interpolation (onto a finer grid, and "linear" onto a coarser one) reproduces an affine function of
+    position exactly where the target points lie between source points; "sample" takes the source point nearest
+    each target point; "average" is a weighted mean (non-negative rows that sum to 1) that keeps an affine function
+    where its weights are symmetric. On nested grids "sample" and "linear" both select the coarse points."""
     matrix = resampling_matrix(source, target, layout, restriction)
     assert matrix.shape == (target, source) and bool((matrix >= 0).all())
     torch.testing.assert_close(matrix.sum(-1), torch.ones(target, dtype=torch.float64), rtol=0, atol=1e-15)
-    affine = 0.3 + 2.0 * axis_positions(source, source, layout)  # in units of the source grid's index
-    expected = 0.3 + 2.0 * axis_positions(target, source, layout)  # the same function at the target's points
-    resampled = matrix @ affine
-    if target > source or restriction == "sample":  # interpolation: exact up to the last source point
-        inside = axis_positions(target, source, layout) <= source - 1
+    position = axis_positions(target, source, layout)  # the target points in units of the source grid's index
+    affine = 0.3 + 2.0 * axis_positions(source, source, layout)
+    resampled, expected = matrix @ affine, 0.3 + 2.0 * position
+    if target > source or restriction == "linear":  # interpolation: exact up to the last source point
+        inside = position <= source - 1
         torch.testing.assert_close(resampled[inside], expected[inside], rtol=0, atol=1e-12)  # float64 rounding
+    elif restriction == "sample":  # one source point per row, the nearest (within half a source spacing)
+        chosen = matrix.argmax(-1)
+        assert bool((matrix.max(-1).values == 1).all()) and bool(((chosen - position).abs() <= 0.5 + 1e-12).all())
     elif layout == "strided" and source == 2 * target:  # full weighting: 1/4, 1/2, 1/4 around each coarse point
         torch.testing.assert_close(matrix[1, :4], torch.tensor([0.0, 0.25, 0.5, 0.25], dtype=torch.float64))
         torch.testing.assert_close(resampled[1:-1], expected[1:-1], rtol=0, atol=1e-12)
-    if restriction == "sample" and target < source and (source % target == 0 or (source - 1) % (target - 1) == 0):
-        nested = layout == "strided" if source % target == 0 else layout == "corners"
-        if nested:  # the coarse points are points of the fine grid: sampling selects them
-            stride = source // target if layout == "strided" else (source - 1) // (target - 1)
-            assert torch.equal(matrix, torch.eye(source, dtype=torch.float64)[::stride][:target])
+    nested = (layout == "strided" and source % target == 0) or (layout == "corners" and (source - 1) % (target - 1) == 0)
+    if restriction != "average" and target < source and nested:  # the coarse points are points of the fine grid
+        stride = source // target if layout == "strided" else (source - 1) // (target - 1)
+        assert torch.equal(matrix, torch.eye(source, dtype=torch.float64)[::stride][:target])
 
 
 def test_resample_grid_applies_the_axis_matrices_to_every_channel() -> None:

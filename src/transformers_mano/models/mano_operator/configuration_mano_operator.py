@@ -17,7 +17,7 @@ PositionalEmbedding = Literal["none", "grid"]
 POSITIONAL_EMBEDDINGS: tuple[str, ...] = get_args(PositionalEmbedding)
 GridLayout = Literal["corners", "strided"]
 GRID_LAYOUTS: tuple[str, ...] = get_args(GridLayout)
-Restriction = Literal["sample", "average"]
+Restriction = Literal["sample", "linear", "average"]
 
 
 @strict
@@ -79,11 +79,13 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
         side. On a grid of this side nothing changes. `None` (default): the attention runs on every grid as given.
         With `native_resolution` too, it applies within each sub-grid.
     attention_restriction (`str`, *optional*, defaults to `"sample"`):
-        How a finer grid is resampled to `attention_resolution`: `"sample"` takes the values at the trained grid's
-        points (linear interpolation where they fall between points of the finer grid), as training grids made by
-        subsampling a finer field hold; on nested grids the blocks then compute at those points exactly what they
-        compute on the trained grid. `"average"`: the local mean of linear interpolation's transpose (full
-        weighting, anti-aliased), for fields whose grid values are cell averages.
+        How a finer grid is resampled to `attention_resolution`. `"sample"`: at each trained point, the value of the
+        nearest point of the finer grid, as training grids made by subsampling a finer field hold (on nested grids,
+        the trained points' own values: the blocks then compute there exactly what they compute on the trained
+        grid). `"linear"`: linear interpolation at the trained points' positions (the same on nested grids; between
+        the points of a discontinuous field it makes values no training grid holds). `"average"`: the local mean of
+        linear interpolation's transpose (full weighting, anti-aliased), for fields whose grid values are cell
+        averages.
     grid_layout (`str`, *optional*, defaults to `"corners"`):
         Where the n points of an axis sit in [0, 1], which the resampling of `attention_resolution` follows:
         `"corners"`: at i / (n - 1), both ends included (`generate_darcy`); `"strided"`: at i / n, the first end

@@ -70,14 +70,24 @@ def interpolation_matrix(fine: int, coarse: int, layout: str) -> torch.Tensor:
     return matrix
 
 
+def nearest_matrix(fine: int, coarse: int, layout: str) -> torch.Tensor:
+    """(coarse, fine) float64: for each point of a `coarse`-point axis, the value of the nearest of `fine` points of
+    the same interval (on nested grids, the coarse point itself)."""
+    nearest = axis_positions(coarse, fine, layout).round().long().clamp(0, fine - 1)
+    return torch.eye(fine, dtype=torch.float64)[nearest]
+
+
 @lru_cache(maxsize=64)
 def resampling_matrix(source: int, target: int, layout: str, restriction: str = "sample") -> torch.Tensor:
     """(target, source) float64 resampling of an axis between two grids of one interval: linear interpolation onto
-    a finer grid. Onto a coarser one, `restriction` "sample" takes the field's values at the coarse points (linear
-    interpolation there; on nested grids, the coarse points' own values), "average" the transpose of interpolation
-    with rows normalised to 1 (multigrid's full weighting for a factor 2: weights 1/4, 1/2, 1/4), a local mean."""
-    if target >= source or restriction == "sample":
+    a finer grid. Onto a coarser one, by `restriction`: "sample" the value at the fine point nearest each coarse
+    point (on nested grids, the coarse points' own values), "linear" linear interpolation at the coarse points'
+    positions, "average" the transpose of interpolation with rows normalised to 1 (multigrid's full weighting for a
+    factor 2: weights 1/4, 1/2, 1/4), a local mean."""
+    if target >= source or restriction == "linear":
         return interpolation_matrix(target, source, layout)
+    if restriction == "sample":
+        return nearest_matrix(source, target, layout)
     weights = interpolation_matrix(source, target, layout).T
     return weights / weights.sum(-1, keepdim=True)
 
@@ -534,6 +544,7 @@ __all__ = [
     "axis_positions",
     "grid_coordinates",
     "interpolation_matrix",
+    "nearest_matrix",
     "merge_sub_grids",
     "relative_l2",
     "resample_grid",
