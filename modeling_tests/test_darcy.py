@@ -504,6 +504,15 @@ def test_a_mano_run_keeps_its_attention_at_the_training_grid(tiny_runs, tmp_path
     assert np.abs(direct - saved).max() > 1e-4 * np.abs(saved).max()
     with pytest.raises(ValueError, match="attention_resolution"):
         evaluate_run(mano, EvaluationArguments(run_dirs=[str(mano)], attention_resolution="train", tag="x"))
+    # validation data at every side from another generator seed, and the restriction replaced: 16 is not nested
+    # over 8 under "corners" (15 would be), so sampling the nearest point and interpolating linearly differ
+    other = {restriction: evaluate_run(mano, EvaluationArguments(
+        run_dirs=[str(mano)], dataset_seed=1, attention_restriction=restriction, cache_dir=str(root / "cache"),
+        tag=f"val-{restriction}")) for restriction in ("sample", "linear")}  # fmt: skip
+    assert other["sample"]["dataset_seed"] == 1 and other["linear"]["attention_restriction"] == "linear"
+    assert other["sample"]["test"]["8"]["relative_mse"] != pytest.approx(results["test"]["8"]["relative_mse"], rel=1e-3)
+    assert other["sample"]["test"]["8"] == other["linear"]["test"]["8"]  # the trained side: no resampling
+    assert other["sample"]["test"]["16"]["relative_mse"] != other["linear"]["test"]["16"]["relative_mse"]
     assert [darcy.grid_layout_of(name) for name in ("neuralop_darcy_16", "b.hdf5", "grf_darcy_32", str(tmp_path))] \
         == ["strided", "strided", "corners", "corners"]  # fmt: skip
 

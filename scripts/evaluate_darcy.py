@@ -26,9 +26,13 @@ def main(argv: list[str]) -> None:
                         help="any model: predict on the sub-grid of this side at the origin, interpolate linearly")
     parser.add_argument("--attention_resolution", default=None,
                         help="MANO only: the grid side its attention runs at instead of the saved one ('none': as given)")
+    parser.add_argument("--attention_restriction", default=None, choices=["sample", "linear", "average"],
+                        help="MANO only: how a finer grid is resampled for the attention (default: the saved way)")
     parser.add_argument("--num_levels", type=int, default=None,
                         help="MANO only: this level count on every grid instead of the saved one")
     parser.add_argument("--data", default=None, help="data set (default: each run's own)")
+    parser.add_argument("--dataset_seed", type=int, default=None,
+                        help="generated data: another seed (its test splits as validation sets), not the run's")
     parser.add_argument("--cache_dir", default=None, help="data cache (default: the datasets cache)")
     parser.add_argument("--batch_size", type=int, default=50, help="evaluation batch size (default 50)")
     parser.add_argument("--tag", default="", help="suffix of the output file: evaluation-<tag>.json")

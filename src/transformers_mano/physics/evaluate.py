@@ -45,12 +45,22 @@ class EvaluationArguments:
         metadata={"help": "MANO only: the grid side its attention runs at instead of the saved one ('none': every "
                           "grid as given, as before the option existed; e.g. 16)."},  # fmt: skip
     )
+    attention_restriction: str | None = field(
+        default=None,
+        metadata={"help": "MANO only: how a finer grid is resampled for the attention: sample, linear or average "
+                          "(None: the saved one)."},  # fmt: skip
+    )
     num_levels: int | None = field(
         default=None,
         metadata={"help": "MANO only: this level count on every grid instead of the saved one (e.g. 4, the count of "
                           "a 16x16 training grid, also at 32x32)."},  # fmt: skip
     )
     data: str | None = field(default=None, metadata={"help": "Data set (None: each run's own)."})
+    dataset_seed: int | None = field(
+        default=None,
+        metadata={"help": "Generated data: draw it with this seed instead of the run's (another seed's test splits "
+                          "serve as validation sets at every resolution, for choices never made on the test set)."},
+    )  # fmt: skip
     cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the run's, else the datasets cache)."})
     batch_size: int = field(default=50, metadata={"help": "Evaluation batch size."})
     tag: str = field(default="", metadata={"help": "Suffix of the outputs: evaluation-<tag>.json, predictions_<n>-<tag>.npz."})
@@ -60,7 +70,7 @@ class EvaluationArguments:
 
 def mano_overrides(args: EvaluationArguments) -> dict[str, object]:
     """The MANO config values an evaluation replaces: only the options given."""
-    options = ("native_resolution", "num_levels")
+    options = ("native_resolution", "num_levels", "attention_restriction")
     overrides = {option: getattr(args, option) for option in options if getattr(args, option) is not None}
     side = args.attention_resolution
     if side is not None:
@@ -109,7 +119,8 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
     data = load_darcy(
         args.data or recorded["data"], args.cache_dir or recorded["cache_dir"], recorded["data_source"],
         num_train=recorded["num_train"], num_test=recorded["num_test"],
-        seed=recorded.get("dataset_seed", recorded["split_seed"]), train_resolution=recorded["train_resolution"],
+        seed=recorded.get("dataset_seed", recorded["split_seed"]) if args.dataset_seed is None else args.dataset_seed,
+        train_resolution=recorded["train_resolution"],
         test_resolutions=recorded["test_resolutions"],
     )  # fmt: skip
     tests = {}
@@ -133,6 +144,8 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
                                     prediction=predictions[keep, ..., 0].numpy())  # fmt: skip
     evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution, "num_levels": args.num_levels,
                   "attention_resolution": getattr(model.config, "attention_resolution", None),
+                  "attention_restriction": getattr(model.config, "attention_restriction", None),
+                  "dataset_seed": args.dataset_seed,
                   "interpolate_from": args.interpolate_from, "test": tests, "machine": machine_info()}  # fmt: skip
     name = f"evaluation{suffix}.json"
     atomic_write_text(run_dir / name, json.dumps(evaluation, indent=2), overwrite=args.overwrite)
