@@ -19,6 +19,7 @@ from transformers_mano.benchmark.pathfinder import (
 )
 from transformers_mano.image_classification.pathfinder import PathfinderSpec, save_pathfinder
 from transformers_mano.models.mano.modeling_mano import ManoForImageClassification
+from transformers_mano.multipole import plan_num_levels
 
 TINY = dict(embed_dim=12, depths=[1, 1], num_heads=[2, 2], stem_channels=4, cnn_channels=4)
 
@@ -43,10 +44,40 @@ def test_one_level_kind_is_mano_with_one_level_per_stage():
     single = build_model("mano-one-level", recipe, image_size=32).model
     assert isinstance(single, ManoForImageClassification)
     assert single.config.resolved_num_levels() == [1, 1]
-    assert multi.config.resolved_num_levels()[0] > 1  # 32 px, patch 4: an 8x8 grid of 2x2 windows
+    assert multi.config.resolved_num_levels()[0] > 1  # 32 px behind the CNN stem: a 16x16 grid of 4x4 windows
     # one level needs no projectors: the ablation has SwinV2's parameters, the full model adds only the projectors
     swinv2 = build_model("swinv2", recipe, image_size=32).model
     assert count_parameters(single) == count_parameters(swinv2) < count_parameters(multi)
+
+
+def test_global_levels_reach_one_window_in_every_stage():
+    """mano_levels="global": each stage coarsens until its grid fits in one window (the paper's physics rule)."""
+    recipe = PathfinderRecipe(stem="cnn", patch_size=1, window_size=4, mano_levels="global", **TINY)
+    config = build_model("mano", recipe, image_size=32).model.config  # stem: 16x16 tokens, then 8x8
+    assert config.num_levels == [3, 2]  # 16 -> 8 -> 4 and 8 -> 4: one 4x4 window each
+    auto = PathfinderRecipe(stem="none", patch_size=4, window_size=4, mano_levels="auto", **TINY)
+    assert build_model("mano", auto, 96).model.config.resolved_num_levels() == [
+        plan_num_levels(24, 24, 8, 2), plan_num_levels(12, 12, 8, 2)]  # "auto" keeps two windows per side
+    odd = build_model("mano", PathfinderRecipe(stem="none", patch_size=1, window_size=4, **TINY), 20)
+    assert odd.model.config.num_levels == [4, 3]  # 20 -> 10 -> 5 -> 3 and 10 -> 5 -> 3: ceil per coarsening
+    assert build_model("mano-one-level", recipe, image_size=32).model.config.resolved_num_levels() == [1, 1]
+
+
+def test_initializer_range_sets_the_transformers_weight_scale_not_the_stems():
+    """The recipe's initializer_range reaches the weights transformers initialises, in MANO and SwinV2 alike."""
+    for kind in ("mano", "swinv2"):
+        stds = []
+        for scale in (0.02, 0.2):
+            torch.manual_seed(0)
+            model = build_model(kind, PathfinderRecipe(stem="conv", initializer_range=scale, embed_dim=48), 32)
+            intermediate = [m for n, m in model.model.named_modules() if n.endswith("intermediate.dense")][0]
+            stds.append((float(intermediate.weight.detach().std()), float(model.stem[0].weight.detach().std())))
+        (fc_small, stem_small), (fc_large, stem_large) = stds
+        # 48 x 192 normal draws: the sample deviation is within a few percent of the scale
+        assert abs(fc_small / 0.02 - 1) < 0.05 and abs(fc_large / 0.2 - 1) < 0.05, kind
+        assert stem_small == stem_large  # the stem keeps PyTorch's default initialisation
+    with pytest.raises(ValueError, match="initializer_range"):
+        PathfinderRecipe(initializer_range=0.0)
 
 
 def test_dihedral_moves_pixels_without_changing_them():
@@ -65,6 +96,12 @@ def test_bad_recipe_and_kind_are_named():
         PathfinderRecipe(depths=[2, 2], num_heads=[3])
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model("vit", PathfinderRecipe(), image_size=32)
+    with pytest.raises(ValueError, match="mano_levels"):
+        PathfinderRecipe(mano_levels="all")
+    with pytest.raises(ValueError, match="curriculum"):
+        PathfinderRecipe(curriculum_epochs=2)
+    with pytest.raises(ValueError, match="curriculum"):
+        PathfinderRecipe(curriculum_dir="data/easy")
 
 
 def test_comparison_writes_one_record_per_run_and_never_over_one(tmp_path):
@@ -83,6 +120,26 @@ def test_comparison_writes_one_record_per_run_and_never_over_one(tmp_path):
     assert len(saved["history"]) == 2 and saved["parameters"] > 0 and saved["flops"] > 0
     with pytest.raises(FileExistsError, match="mano-s0.json"):
         run_comparison(data, tmp_path / "runs", ["mano"], [0], recipe)
+
+
+def test_curriculum_trains_on_the_easier_set_first_under_the_tasks_normalisation(tmp_path):
+    easy, task = tmp_path / "easy", tmp_path / "task"
+    save_pathfinder(easy, PathfinderSpec(image_size=16, contour_length=2), num_train=12, num_validation=4, num_test=4)
+    save_pathfinder(task, PathfinderSpec(image_size=16), num_train=8, num_validation=4, num_test=4, seed=1)
+    recipe = PathfinderRecipe(epochs=2, batch_size=4, curriculum_dir=str(easy), curriculum_epochs=1, **TINY)
+    (result,) = run_comparison(task, tmp_path / "runs", ["cnn"], [0], recipe)
+    assert [entry["phase"] for entry in result["history"]] == ["curriculum", "task", "task"]
+    assert result["samples_seen"] == 12 + 2 * 8 and result["train_samples"] == 8
+    splits = load_splits(task)
+    easy_splits = load_splits(easy, normalization=splits.normalization)
+    raw = load_splits(easy, normalization=(0.0, 1.0))
+    mean, std = splits.normalization
+    assert torch.allclose(easy_splits.images["train"], (raw.images["train"] - mean) / std)
+
+    save_pathfinder(tmp_path / "large", PathfinderSpec(image_size=20), num_train=4, num_validation=4, num_test=4)
+    bad = PathfinderRecipe(epochs=1, batch_size=4, curriculum_dir=str(tmp_path / "large"), curriculum_epochs=1, **TINY)
+    with pytest.raises(ValueError, match="curriculum's images \\(20 px"):
+        run_comparison(task, tmp_path / "runs-bad", ["cnn"], [0], bad)
 
 
 def test_summary_groups_seeds_and_plots(tmp_path):

@@ -37,18 +37,25 @@ from transformers import Swinv2Config, Swinv2ForImageClassification
 from ..image_classification.data import EMBEDDED_DATASET, MNIST_5K, load_image_classification_splits
 from ..models.mano.configuration_mano import ManoConfig
 from ..models.mano.modeling_mano import ManoForImageClassification
+from ..multipole import coarse_grid_size
 from ..utils import atomic_file, atomic_write_text
 from ..utils.machine import machine_info
 
 MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "cnn")
 STEMS = ("none", "conv", "cnn")
+MANO_LEVELS = ("auto", "global")
 
 
 @dataclass
 class PathfinderRecipe:
-    """The training recipe and the transformers' shape, shared by every model of a comparison."""
+    """The training recipe and the transformers' shape, shared by every model of a comparison.
 
-    epochs: int = 15
+    The defaults are the recipe under which MANO and SwinV2 leave Pathfinder's plateau at 32 px (docs/fine_tuning.md):
+    the small CNN's first four layers as a stem, pixel tokens in 4x4 windows, weights initialised at a scale that
+    suits the width, and (given `curriculum_dir`, a set of shorter curves) one epoch of easier images first.
+    """
+
+    epochs: int = 7
     batch_size: int = 64
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
@@ -57,22 +64,41 @@ class PathfinderRecipe:
     augment: bool = True
     # "conv": two 3x3 convolutions at full resolution before the patch embedding; "cnn": the first four layers of
     # the small CNN (3x3 convolutions, batch norm, ReLU) and its 2x2 max-pool, so the transformer sees half the side
-    stem: str = "none"
-    stem_channels: int = 16
-    patch_size: int = 4
-    window_size: int = 2
+    stem: str = "cnn"
+    stem_channels: int = 32
+    patch_size: int = 1
+    window_size: int = 4
     embed_dim: int = 48
     depths: list[int] = field(default_factory=lambda: [2, 2])
     num_heads: list[int] = field(default_factory=lambda: [3, 6])
+    # standard deviation of the transformers' initial weights (linear layers, patch embedding, position-bias MLP).
+    # transformers' 0.02 suits widths near 768; at width 48 it leaves every GELU near its linear part (inputs of
+    # standard deviation ~0.14), a network that starts almost linear and sits on Pathfinder's plateau.
+    initializer_range: float = 0.2
+    # MANO's levels per stage: "global" (the coarsest grid of every stage is one window, so every layer reaches the
+    # whole image: the paper's physics rule) or "auto" (ManoConfig's rule: the coarsest keeps two windows per side)
+    mano_levels: str = "global"
+    # an easier data set (same image size, e.g. shorter curves) trained on for `curriculum_epochs` before the task
+    curriculum_dir: str | None = None
+    curriculum_epochs: int = 0
     cnn_channels: int = 32
 
     def __post_init__(self):
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+        if self.mano_levels not in MANO_LEVELS:
+            raise ValueError(f"mano_levels must be one of {MANO_LEVELS}, got {self.mano_levels!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be positive, got {self.epochs} and {self.batch_size}")
+        if self.initializer_range <= 0:
+            raise ValueError(f"initializer_range must be positive, got {self.initializer_range}")
         if len(self.depths) != len(self.num_heads):
             raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} need one entry per stage each")
+        if (self.curriculum_dir is None) != (self.curriculum_epochs == 0) or self.curriculum_epochs < 0:
+            raise ValueError(
+                f"a curriculum needs both curriculum_dir and curriculum_epochs >= 1, got {self.curriculum_dir!r} and "
+                f"{self.curriculum_epochs}"
+            )
 
 
 class SmallCnn(nn.Module):
@@ -136,17 +162,34 @@ def build_model(
     stem = {"none": None, "conv": conv_stem, "cnn": cnn_stem}[recipe.stem]
     stem = stem(in_channels, recipe.stem_channels) if stem is not None else None
     fields = {
-        "image_size": image_size // 2 if recipe.stem == "cnn" else image_size, "patch_size": recipe.patch_size, "window_size": recipe.window_size,
-        "embed_dim": recipe.embed_dim, "depths": list(recipe.depths), "num_heads": list(recipe.num_heads),
-        "num_channels": recipe.stem_channels if stem is not None else in_channels, "num_labels": num_labels,
-        "drop_path_rate": 0.0,
+        "image_size": image_size // 2 if recipe.stem == "cnn" else image_size, "patch_size": recipe.patch_size,
+        "window_size": recipe.window_size, "embed_dim": recipe.embed_dim, "depths": list(recipe.depths),
+        "num_heads": list(recipe.num_heads), "num_channels": recipe.stem_channels if stem is not None else in_channels,
+        "num_labels": num_labels, "drop_path_rate": 0.0, "initializer_range": recipe.initializer_range,
     }  # fmt: skip
     if kind == "swinv2":
         model = Swinv2ForImageClassification(Swinv2Config(**fields))
     else:
-        levels = [1] * len(recipe.depths) if kind == "mano-one-level" else "auto"
-        model = ManoForImageClassification(ManoConfig(**fields, num_levels=levels))
+        config = ManoConfig(**fields)
+        if kind == "mano-one-level":
+            config.num_levels = [1] * len(recipe.depths)
+        elif recipe.mano_levels == "global":
+            config.num_levels = global_levels(config)
+        model = ManoForImageClassification(config)
     return TransformerClassifier(model, stem)
+
+
+def global_levels(config: ManoConfig) -> list[int]:
+    """Per stage, the fewest levels whose coarsest grid fits in one window at `config.image_size`: every layer's
+    far field then spans the whole image."""
+    levels = []
+    for height, width in config.stage_grid_sizes():
+        count = 1
+        while max(height, width) > config.window_size:
+            height, width = coarse_grid_size(height, width, config.sampling_rate)
+            count += 1
+        levels.append(count)
+    return levels
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -171,6 +214,7 @@ class Splits:
 
     images: dict[str, torch.Tensor]
     labels: dict[str, torch.Tensor]
+    normalization: tuple[float, float] = (0.0, 1.0)  # the (mean, std) the images were normalised with
 
     @property
     def image_size(self) -> int:
@@ -192,8 +236,11 @@ def open_image_splits(source: str | Path) -> DatasetDict:
     return data
 
 
-def load_splits(data_dir: str | Path, train_samples: int | None = None) -> Splits:
-    """A data set of `open_image_splits` as tensors, normalised by the training set's mean and deviation."""
+def load_splits(
+    data_dir: str | Path, train_samples: int | None = None, normalization: tuple[float, float] | None = None
+) -> Splits:
+    """A data set of `open_image_splits` as tensors, normalised by the training set's mean and deviation (or by a
+    given `(mean, std)`, such as the task's for the easier set of a curriculum)."""
     data = open_image_splits(data_dir)
     images, labels = {}, {}
     for split in ("train", "validation", "test"):
@@ -201,8 +248,8 @@ def load_splits(data_dir: str | Path, train_samples: int | None = None) -> Split
         pixels = np.stack([np.asarray(image.convert("L"), dtype=np.float32) for image in rows["image"]])
         images[split] = torch.from_numpy(pixels / 255.0).unsqueeze(1)  # N, 1, H, W
         labels[split] = torch.tensor(rows["label"], dtype=torch.long)
-    mean, std = images["train"].mean(), images["train"].std()
-    return Splits({split: (value - mean) / std for split, value in images.items()}, labels)
+    mean, std = normalization or (float(images["train"].mean()), float(images["train"].std()))
+    return Splits({split: (value - mean) / std for split, value in images.items()}, labels, (mean, std))
 
 
 def dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -253,33 +300,39 @@ def train_epoch(model, optimizer, scheduler, splits: Splits, recipe: PathfinderR
     return statistics.fmean(losses)
 
 
-def train_and_test(kind: str, splits: Splits, recipe: PathfinderRecipe, seed: int, progress: bool = True) -> dict:
-    """Train one model under `recipe`; the history, the best validation epoch and the test accuracy there."""
+def train_and_test(
+    kind: str, splits: Splits, recipe: PathfinderRecipe, seed: int, progress: bool = True, curriculum: Splits | None = None
+) -> dict:
+    """Train one model under `recipe` (first `recipe.curriculum_epochs` on `curriculum`, then `recipe.epochs` on
+    `splits`, one warm-up and cosine schedule over both); the history, the best validation epoch and the test
+    accuracy there. Every epoch is validated on the task's validation split."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = build_model(kind, recipe, splits.image_size, num_labels=splits.num_labels)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-    steps = recipe.epochs * (len(splits.labels["train"]) // recipe.batch_size)
+    phases = [("curriculum", curriculum)] * recipe.curriculum_epochs + [("task", splits)] * recipe.epochs
+    steps = sum(len(data.labels["train"]) // recipe.batch_size for _, data in phases)
     scheduler = warmup_cosine(optimizer, steps, recipe.warmup_fraction)
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
-    epochs = tqdm(range(1, recipe.epochs + 1), desc=f"{kind} seed {seed}", disable=not progress)
-    for epoch in epochs:
-        loss = train_epoch(model, optimizer, scheduler, splits, recipe, generator)
+    epochs = tqdm(list(enumerate(phases, 1)), desc=f"{kind} seed {seed}", disable=not progress)
+    for epoch, (phase, data) in epochs:
+        loss = train_epoch(model, optimizer, scheduler, data, recipe, generator)
         validation = accuracy(model, splits.images["validation"], splits.labels["validation"])
         epochs.set_postfix(loss=f"{loss:.3f}", val_acc=f"{validation:.3f}")
-        history.append({"epoch": epoch, "train_loss": loss, "validation_accuracy": validation,
+        history.append({"epoch": epoch, "phase": phase, "train_loss": loss, "validation_accuracy": validation,
                         "seconds": time.perf_counter() - start})  # fmt: skip
         if validation > best:
             best, best_state, best_epoch = validation, copy.deepcopy(model.state_dict()), epoch
     wall = time.perf_counter() - start
     model.load_state_dict(best_state)
+    samples_seen = sum(len(data.labels["train"]) // recipe.batch_size * recipe.batch_size for _, data in phases)
     return {
         "model": kind, "seed": seed, "image_size": splits.image_size, "recipe": asdict(recipe),
         "best_epoch": best_epoch, "validation_accuracy": best,
         "test_accuracy": accuracy(model, splits.images["test"], splits.labels["test"]),
         "parameters": count_parameters(model), "flops": count_flops(model, splits.image_size),
-        "wall_seconds": wall, "train_samples": len(splits.labels["train"]), "history": history,
-        "machine": machine_info(),
+        "wall_seconds": wall, "train_samples": len(splits.labels["train"]), "samples_seen": samples_seen,
+        "history": history, "machine": machine_info(),
     }  # fmt: skip
 
 
@@ -295,9 +348,17 @@ def run_comparison(
         if path.exists():
             raise FileExistsError(f"{path} exists; choose another --output_dir or remove it")
     splits = load_splits(data_dir, recipe.train_samples)
+    curriculum = None
+    if recipe.curriculum_dir is not None:
+        curriculum = load_splits(recipe.curriculum_dir, recipe.train_samples, normalization=splits.normalization)
+        if curriculum.image_size != splits.image_size or curriculum.num_labels != splits.num_labels:
+            raise ValueError(
+                f"the curriculum's images ({curriculum.image_size} px, {curriculum.num_labels} classes) must match "
+                f"the task's ({splits.image_size} px, {splits.num_labels} classes)"
+            )
     results = []
     for kind, seed, path in planned:
-        result = {"data_dir": str(data_dir), **train_and_test(kind, splits, recipe, seed)}
+        result = {"data_dir": str(data_dir), **train_and_test(kind, splits, recipe, seed, curriculum=curriculum)}
         atomic_write_text(path, json.dumps(result, indent=2) + "\n")
         results.append(result)
     return results
