@@ -29,13 +29,21 @@ TINY = dict(embed_dim=12, depths=[1, 1], num_heads=[2, 2], stem_channels=4, cnn_
 def test_every_kind_maps_images_to_two_logits_and_learns(kind, stem):
     torch.manual_seed(0)
     model = build_model(kind, PathfinderRecipe(stem=stem, **TINY), image_size=16)
-    if kind != "cnn":  # the CNN stem's max-pool halves what the transformer sees
+    if kind not in ("cnn", "cnn-stem"):  # the CNN stem's max-pool halves what the transformer sees
         assert model.model.config.image_size == (8 if stem == "cnn" else 16)
     images = torch.randn(3, 1, 16, 16)
     logits = model(images)
     assert logits.shape == (3, 2)
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_stem_control_is_the_transformers_stem_with_a_linear_head():
+    recipe = PathfinderRecipe(**TINY)
+    control, hybrid = build_model("cnn-stem", recipe, 32), build_model("swinv2", recipe, 32)
+    assert [type(m) for m in control.features] == [type(m) for m in hybrid.stem]
+    assert [tuple(p.shape) for p in control.features.parameters()] == [tuple(p.shape) for p in hybrid.stem.parameters()]
+    assert control.classifier.in_features == recipe.stem_channels
 
 
 def test_one_level_kind_is_mano_with_one_level_per_stage():

@@ -10,9 +10,10 @@ initialisation), for the same number of epochs, with the same optimiser and sche
 
 The loop is plain torch on tensors held in memory rather than `Trainer`: 32 px images are small enough that the
 per-step overhead of a data loader and image processor would cost more than the models themselves on a CPU.
-The CNN is the baseline a user would try first and lives here, not in the library. Any saved image `DatasetDict`
-with train, validation and test splits serves, and so do the offline digit sets of the fine-tuning script
-("digits", "mnist_5k"); the number of classes comes from the data.
+The CNN is the baseline a user would try first and lives here, not in the library; "cnn-stem" is the control for
+the transformers' convolutional stem (its four layers and max-pool with a linear head on the average). Any saved
+image `DatasetDict` with train, validation and test splits serves, and so do the offline digit sets of the
+fine-tuning script ("digits", "mnist_5k"); the number of classes comes from the data.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from ..multipole import coarse_grid_size
 from ..utils import atomic_file, atomic_write_text
 from ..utils.machine import machine_info
 
-MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "cnn")
+MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "cnn", "cnn-stem")
 STEMS = ("none", "conv", "cnn")
 MANO_LEVELS = ("auto", "global")
 
@@ -157,6 +158,8 @@ def build_model(
     """One of `MODEL_KINDS` for `image_size` px images with `num_labels` classes."""
     if kind == "cnn":
         return SmallCnn(in_channels, recipe.cnn_channels, num_labels)
+    if kind == "cnn-stem":  # the control: what the transformers' "cnn" stem gives with only a linear head on top
+        return SmallCnn(in_channels, recipe.stem_channels, num_labels, depth=4)
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
     stem = {"none": None, "conv": conv_stem, "cnn": cnn_stem}[recipe.stem]
