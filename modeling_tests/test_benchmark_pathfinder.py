@@ -14,6 +14,7 @@ from transformers_mano.benchmark.pathfinder import (
     load_runs,
     load_splits,
     plot_accuracy_against_size,
+    plot_learning_curves,
     run_comparison,
     summary_table,
 )
@@ -156,7 +157,9 @@ def test_summary_groups_seeds_and_plots(tmp_path):
     for seed, accuracy, load in ((0, 0.6, 1.04), (1, 0.8, 2.5)):
         run = {"model": "mano", "seed": seed, "image_size": 32, "test_accuracy": accuracy, "validation_accuracy": 0.7,
                "best_epoch": 3, "parameters": 1234, "flops": 5e6, "wall_seconds": 10.0,
-               "machine": {"load_average_1min": load}}  # fmt: skip
+               "machine": {"load_average_1min": load},
+               "history": [{"epoch": 1, "phase": "curriculum", "validation_accuracy": 0.5},
+                           {"epoch": 2, "phase": "task", "validation_accuracy": accuracy}]}  # fmt: skip
         (folder / f"mano-s{seed}.json").write_text(json.dumps(run))
     table = summary_table(load_runs([folder]))
     assert "| runs | 32 | mano | 0,1 | 70.0 ± 10.0 | 70.0 ± 0.0 | 3,3 | 1,234 | 5.0 | 10 ± 0 | 1.0,2.5 |" in table
@@ -164,6 +167,10 @@ def test_summary_groups_seeds_and_plots(tmp_path):
     assert plot.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(FileExistsError):
         plot_accuracy_against_size(load_runs([folder]), plot)
+    curves = plot_learning_curves(load_runs([folder]), tmp_path / "curves.png")
+    assert curves.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(FileExistsError):
+        plot_learning_curves(load_runs([folder]), curves)
     with pytest.raises(FileNotFoundError, match="no <model>-s<seed>.json"):
         load_runs([tmp_path / "empty"])
 

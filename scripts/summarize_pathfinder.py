@@ -1,6 +1,7 @@
 """The Pathfinder comparison as a markdown table (and a plot of accuracy against image size) from run folders.
 
-    python scripts/summarize_pathfinder.py out/pathfinder-32 out/pathfinder-64 --plot docs/pathfinder/accuracy.png
+    python scripts/summarize_pathfinder.py out/pathfinder-32 out/pathfinder-64 --plot docs/pathfinder/accuracy.png \
+        --curves docs/pathfinder/curves.png
 
 Each folder holds the `<model>-s<seed>.json` runs of `scripts/benchmark_pathfinder.py`; accuracies are the mean
 ± half the range over seeds.
@@ -9,7 +10,12 @@ Each folder holds the `<model>-s<seed>.json` runs of `scripts/benchmark_pathfind
 import argparse
 import sys
 
-from transformers_mano.benchmark.pathfinder import load_runs, plot_accuracy_against_size, summary_table
+from transformers_mano.benchmark.pathfinder import (
+    load_runs,
+    plot_accuracy_against_size,
+    plot_learning_curves,
+    summary_table,
+)
 from transformers_mano.utils.cli import run_main
 
 
@@ -17,12 +23,15 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", help="output folders of scripts/benchmark_pathfinder.py")
     parser.add_argument("--plot", help="write a PNG of test accuracy against image size here")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    parser.add_argument("--curves", help="write a PNG of validation accuracy per epoch, one panel per image size")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --plot and --curves files")
     args = parser.parse_args(argv)
     runs = load_runs(args.folders)
     print(summary_table(runs))
     if args.plot:
         print(f"plot: {plot_accuracy_against_size(runs, args.plot, args.overwrite)}")
+    if args.curves:
+        print(f"curves: {plot_learning_curves(runs, args.curves, args.overwrite)}")
 
 
 if __name__ == "__main__":

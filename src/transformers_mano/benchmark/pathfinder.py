@@ -433,6 +433,41 @@ def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite
     return Path(path)
 
 
+def plot_learning_curves(runs: Sequence[dict], path: str | Path, overwrite: bool = False) -> Path:
+    """PNG: validation accuracy after each epoch, one panel per image size, one line per run (colour by model,
+    dashes by seed); curriculum epochs shaded. Shows when each model leaves the plateau."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({run["image_size"] for run in runs})
+    models = list(dict.fromkeys(run["model"] for run in runs))
+    colours = {model: f"C{index}" for index, model in enumerate(models)}
+    figure, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.5), squeeze=False, sharey=True)
+    for axis, size in zip(axes[0], sizes):
+        size_runs = [run for run in runs if run["image_size"] == size]
+        for run in size_runs:
+            epochs = [entry["epoch"] for entry in run["history"]]
+            accuracy = [100 * entry["validation_accuracy"] for entry in run["history"]]
+            axis.plot(epochs, accuracy, color=colours[run["model"]], linestyle=("-", "--", ":", "-.")[run["seed"] % 4],
+                      marker=".", label=f"{run['model']} s{run['seed']}")  # fmt: skip
+        curriculum = max(sum(entry.get("phase") == "curriculum" for entry in run["history"]) for run in size_runs)
+        if curriculum:
+            axis.axvspan(0.5, curriculum + 0.5, color="gray", alpha=0.12, label="curriculum")
+        axis.axhline(50, color="gray", linestyle=":", linewidth=1)
+        axis.set_title(f"Pathfinder {size} px", fontsize=10)
+        axis.set_xlabel("epoch")
+    axes[0][0].set_ylabel("validation accuracy (%)")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    axes[0][-1].legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), fontsize=7)
+    figure.tight_layout()
+    with atomic_file(path, overwrite) as staged:
+        figure.savefig(staged, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
 @dataclass
 class PathfinderBenchmarkArguments:
     """What to compare and where: the data folder, the models, the seeds and the output folder."""
@@ -448,5 +483,5 @@ __all__ = [
     "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "count_flops",
     "count_parameters",
     "load_splits", "open_image_splits", "dihedral", "train_and_test", "run_comparison", "load_runs", "summary_table",
-    "plot_accuracy_against_size",
+    "plot_accuracy_against_size", "plot_learning_curves",
 ]  # fmt: skip
