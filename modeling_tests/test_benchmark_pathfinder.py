@@ -15,6 +15,7 @@ from transformers_mano.benchmark.pathfinder import (
     load_splits,
     plot_accuracy_against_size,
     plot_learning_curves,
+    series_labels,
     run_comparison,
     summary_table,
 )
@@ -173,6 +174,15 @@ def test_summary_groups_seeds_and_plots(tmp_path):
         plot_learning_curves(load_runs([folder]), curves)
     with pytest.raises(FileNotFoundError, match="no <model>-s<seed>.json"):
         load_runs([tmp_path / "empty"])
+
+
+def test_plots_tell_recipe_variants_apart():
+    """The same model at the same size in two folders (another patch size, say) is two series, the second named
+    by its folder; the first folders' runs of a model stay one series over sizes."""
+    runs = [{"model": model, "image_size": size, "run_dir": f"out/{folder}"}
+            for model, size, folder in (("mano", 32, "pf32"), ("mano", 64, "pf64"), ("mano", 64, "pf64-p2"),
+                                        ("cnn", 32, "pf32"), ("cnn", 64, "pf64"))]  # fmt: skip
+    assert series_labels(runs) == ["mano", "mano", "mano (pf64-p2)", "cnn", "cnn"]
 
 
 def test_offline_digits_take_their_number_of_classes():

@@ -406,6 +406,19 @@ def summary_table(runs: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def series_labels(runs: Sequence[dict]) -> list[str]:
+    """The plots' name of each run's series: its model; where the same model at the same image size was run in
+    more than one folder (a recipe variant, e.g. another patch size), the runs of every folder after the first
+    (in the order given) carry the folder's name too, so the first folders' runs still form one line over sizes."""
+    folders: dict[tuple, list] = {}
+    for run in runs:
+        folders.setdefault((run["model"], run["image_size"]), [])
+        if run["run_dir"] not in folders[run["model"], run["image_size"]]:
+            folders[run["model"], run["image_size"]].append(run["run_dir"])
+    return [run["model"] if folders[run["model"], run["image_size"]][0] == run["run_dir"]
+            else f"{run['model']} ({Path(run['run_dir']).name})" for run in runs]  # fmt: skip
+
+
 def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite: bool = False) -> Path:
     """PNG: test accuracy (mean, bars for the seed range) against image size, one line per model."""
     import matplotlib
@@ -414,12 +427,14 @@ def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5, 3.5))
-    for model in dict.fromkeys(run["model"] for run in runs):
-        sizes = sorted({run["image_size"] for run in runs if run["model"] == model})
-        values = [[100 * r["test_accuracy"] for r in runs if r["model"] == model and r["image_size"] == s] for s in sizes]
+    labels = series_labels(runs)
+    for label in dict.fromkeys(labels):
+        series = [run for run, run_label in zip(runs, labels) if run_label == label]
+        sizes = sorted({run["image_size"] for run in series})
+        values = [[100 * run["test_accuracy"] for run in series if run["image_size"] == size] for size in sizes]
         means = [statistics.fmean(v) for v in values]
         spread = [[m - min(v) for m, v in zip(means, values)], [max(v) - m for m, v in zip(means, values)]]
-        axis.errorbar(sizes, means, yerr=spread, marker="o", capsize=3, label=model)
+        axis.errorbar(sizes, means, yerr=spread, marker="o", capsize=3, label=label)
     axis.axhline(50, color="gray", linestyle=":", linewidth=1, label="chance")
     axis.set_xscale("log", base=2)
     axis.set_xlabel("image size (px)")
@@ -442,17 +457,17 @@ def plot_learning_curves(runs: Sequence[dict], path: str | Path, overwrite: bool
     import matplotlib.pyplot as plt
 
     sizes = sorted({run["image_size"] for run in runs})
-    models = list(dict.fromkeys(run["model"] for run in runs))
-    colours = {model: f"C{index}" for index, model in enumerate(models)}
+    labels = series_labels(runs)
+    colours = {label: f"C{index}" for index, label in enumerate(dict.fromkeys(labels))}
     figure, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.5), squeeze=False, sharey=True)
     for axis, size in zip(axes[0], sizes):
-        size_runs = [run for run in runs if run["image_size"] == size]
-        for run in size_runs:
+        size_runs = [(run, label) for run, label in zip(runs, labels) if run["image_size"] == size]
+        for run, label in size_runs:
             epochs = [entry["epoch"] for entry in run["history"]]
             accuracy = [100 * entry["validation_accuracy"] for entry in run["history"]]
-            axis.plot(epochs, accuracy, color=colours[run["model"]], linestyle=("-", "--", ":", "-.")[run["seed"] % 4],
-                      marker=".", label=f"{run['model']} s{run['seed']}")  # fmt: skip
-        curriculum = max(sum(entry.get("phase") == "curriculum" for entry in run["history"]) for run in size_runs)
+            axis.plot(epochs, accuracy, color=colours[label], linestyle=("-", "--", ":", "-.")[run["seed"] % 4],
+                      marker=".", label=f"{label} s{run['seed']}")  # fmt: skip
+        curriculum = max(sum(entry.get("phase") == "curriculum" for entry in run["history"]) for run, _ in size_runs)
         if curriculum:
             axis.axvspan(0.5, curriculum + 0.5, color="gray", alpha=0.12, label="curriculum")
         axis.axhline(50, color="gray", linestyle=":", linewidth=1)
@@ -483,5 +498,5 @@ __all__ = [
     "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "count_flops",
     "count_parameters",
     "load_splits", "open_image_splits", "dihedral", "train_and_test", "run_comparison", "load_runs", "summary_table",
-    "plot_accuracy_against_size", "plot_learning_curves",
+    "series_labels", "plot_accuracy_against_size", "plot_learning_curves",
 ]  # fmt: skip
