@@ -437,6 +437,9 @@ def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite
         axis.errorbar(sizes, means, yerr=spread, marker="o", capsize=3, label=label)
     axis.axhline(50, color="gray", linestyle=":", linewidth=1, label="chance")
     axis.set_xscale("log", base=2)
+    sizes = sorted({run["image_size"] for run in runs})
+    axis.set_xticks(sizes, [str(size) for size in sizes])
+    axis.minorticks_off()
     axis.set_xlabel("image size (px)")
     axis.set_ylabel("test accuracy (%)")
     axis.set_title("Pathfinder", fontsize=10)
@@ -474,8 +477,11 @@ def plot_learning_curves(runs: Sequence[dict], path: str | Path, overwrite: bool
         axis.set_title(f"Pathfinder {size} px", fontsize=10)
         axis.set_xlabel("epoch")
     axes[0][0].set_ylabel("validation accuracy (%)")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    axes[0][-1].legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), fontsize=7)
+    legend = {}  # every panel's series once (a model run at one size only has its lines in one panel)
+    for axis in axes[0]:
+        handles, names = axis.get_legend_handles_labels()
+        legend.update({name: handle for name, handle in zip(names, handles) if name not in legend})
+    axes[0][-1].legend(legend.values(), legend.keys(), fontsize=7)
     figure.tight_layout()
     with atomic_file(path, overwrite) as staged:
         figure.savefig(staged, dpi=110)
