@@ -7,6 +7,7 @@ import torch
 
 from transformers_mano.benchmark.pathfinder import (
     MODEL_KINDS,
+    accuracy,
     PathfinderRecipe,
     build_model,
     count_parameters,
@@ -18,6 +19,8 @@ from transformers_mano.benchmark.pathfinder import (
     series_labels,
     run_comparison,
     summary_table,
+    transfer_table,
+    weights_path,
 )
 from transformers_mano.image_classification.pathfinder import PathfinderSpec, save_pathfinder
 from transformers_mano.models.mano.modeling_mano import ManoForImageClassification
@@ -152,6 +155,41 @@ def test_curriculum_trains_on_the_easier_set_first_under_the_tasks_normalisation
         run_comparison(task, tmp_path / "runs-bad", ["cnn"], [0], bad)
 
 
+def test_runs_save_weights_score_other_sizes_and_continue_at_another_size(tmp_path):
+    """A run keeps its best weights; `transfer_dirs` scores them on another image size as they are; `init_from`
+    starts a run at that size from them, the network built as it was trained (MANO re-plans its levels)."""
+    from safetensors.torch import load_file
+
+    small, large = tmp_path / "16px", tmp_path / "32px"
+    save_pathfinder(small, PathfinderSpec(image_size=16), num_train=8, num_validation=4, num_test=8, seed=0)
+    save_pathfinder(large, PathfinderSpec(image_size=32), num_train=8, num_validation=4, num_test=8, seed=1)
+    recipe = PathfinderRecipe(epochs=1, batch_size=4, stem="conv", **TINY)  # no batch norm: every tensor is a weight
+    (first,) = run_comparison(small, tmp_path / "a", ["mano"], [0], recipe, transfer_dirs=[large])
+    saved = load_file(weights_path(tmp_path / "a", "mano", 0))
+    model = build_model("mano", recipe, 16)
+    model.load_state_dict(saved)
+    splits = load_splits(small)
+    scored = load_splits(large, normalization=splits.normalization)  # the pixels as the model was trained to see them
+    assert first["transfer"] == {str(large): {"image_size": 32, "test_accuracy": accuracy(model, scored.images["test"],
+                                                                                          scored.labels["test"])}}
+    assert first["test_accuracy"] == accuracy(model, splits.images["test"], splits.labels["test"])
+
+    frozen = PathfinderRecipe(epochs=1, batch_size=4, stem="conv", learning_rate=0.0, init_from=str(tmp_path / "a"),
+                              **TINY)  # fmt: skip
+    (second,) = run_comparison(large, tmp_path / "b", ["mano"], [0], frozen, transfer_dirs=[small])
+    assert second["image_size"] == 32 and second["built_for"] == 16
+    continued = load_file(weights_path(tmp_path / "b", "mano", 0))
+    assert continued.keys() == saved.keys()
+    assert all(torch.equal(continued[name], saved[name]) for name in saved)  # learning rate 0: started from run a
+    assert transfer_table(load_runs([tmp_path / "a", tmp_path / "b"])).count("\n") == 3  # header, rule, two rows
+
+    with pytest.raises(FileNotFoundError, match="cnn-s0.safetensors is missing"):
+        run_comparison(large, tmp_path / "c", ["cnn"], [0], frozen)
+    (tmp_path / "b" / "mano-s0.json").unlink()  # the weights alone still block a second run into the folder
+    with pytest.raises(FileExistsError, match="mano-s0.safetensors"):
+        run_comparison(large, tmp_path / "b", ["mano"], [0], frozen)
+
+
 def test_summary_groups_seeds_and_plots(tmp_path):
     folder = tmp_path / "runs"
     folder.mkdir()
@@ -163,6 +201,7 @@ def test_summary_groups_seeds_and_plots(tmp_path):
                            {"epoch": 2, "phase": "task", "validation_accuracy": accuracy}]}  # fmt: skip
         (folder / f"mano-s{seed}.json").write_text(json.dumps(run))
     table = summary_table(load_runs([folder]))
+    assert transfer_table(load_runs([folder])) == ""  # no run was scored on another size
     assert "| runs | 32 | mano | 0,1 | 70.0 ± 10.0 | 70.0 ± 0.0 | 3,3 | 1,234 | 5.0 | 10 ± 0 | 1.0,2.5 |" in table
     plot = plot_accuracy_against_size(load_runs([folder]), tmp_path / "accuracy.png")
     assert plot.read_bytes().startswith(b"\x89PNG")

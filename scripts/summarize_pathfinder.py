@@ -15,6 +15,7 @@ from transformers_mano.benchmark.pathfinder import (
     plot_accuracy_against_size,
     plot_learning_curves,
     summary_table,
+    transfer_table,
 )
 from transformers_mano.utils.cli import run_main
 
@@ -28,6 +29,8 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     runs = load_runs(args.folders)
     print(summary_table(runs))
+    if transfer := transfer_table(runs):
+        print(f"\nScored on other image sizes as trained (--transfer_dirs):\n\n{transfer}")
     if args.plot:
         print(f"plot: {plot_accuracy_against_size(runs, args.plot, args.overwrite)}")
     if args.curves:

@@ -83,6 +83,9 @@ class PathfinderRecipe:
     curriculum_dir: str | None = None
     curriculum_epochs: int = 0
     cnn_channels: int = 32
+    # an earlier comparison's output folder: each run starts from the weights it saved for the same model and seed
+    # (`<model>-s<seed>.safetensors`), e.g. trained at 32 px and continued at 64 px; the optimiser starts afresh
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.stem not in STEMS:
@@ -304,14 +307,27 @@ def train_epoch(model, optimizer, scheduler, splits: Splits, recipe: PathfinderR
 
 
 def train_and_test(
-    kind: str, splits: Splits, recipe: PathfinderRecipe, seed: int, progress: bool = True, curriculum: Splits | None = None
-) -> dict:
+    kind: str,
+    splits: Splits,
+    recipe: PathfinderRecipe,
+    seed: int,
+    progress: bool = True,
+    curriculum: Splits | None = None,
+    initial_state: dict[str, torch.Tensor] | None = None,
+    transfer: dict[str, Splits] | None = None,
+    build_size: int | None = None,
+) -> tuple[dict, nn.Module]:
     """Train one model under `recipe` (first `recipe.curriculum_epochs` on `curriculum`, then `recipe.epochs` on
-    `splits`, one warm-up and cosine schedule over both); the history, the best validation epoch and the test
-    accuracy there. Every epoch is validated on the task's validation split."""
+    `splits`, one warm-up and cosine schedule over both), from `initial_state` if given; the record (history, best
+    validation epoch, test accuracy there, and the test accuracy on each `transfer` data set, other image sizes
+    included, with no further training) and the model at its best epoch. Every epoch is validated on the task's
+    validation split. `build_size`: the image size the model is built for, if not the data's (that of the run whose
+    weights it starts from: the same network, MANO re-planning its levels for the grid it sees)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(kind, recipe, splits.image_size, num_labels=splits.num_labels)
+    model = build_model(kind, recipe, build_size or splits.image_size, num_labels=splits.num_labels)
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     phases = [("curriculum", curriculum)] * recipe.curriculum_epochs + [("task", splits)] * recipe.epochs
     steps = sum(len(data.labels["train"]) // recipe.batch_size for _, data in phases)
@@ -329,27 +345,53 @@ def train_and_test(
     wall = time.perf_counter() - start
     model.load_state_dict(best_state)
     samples_seen = sum(len(data.labels["train"]) // recipe.batch_size * recipe.batch_size for _, data in phases)
-    return {
-        "model": kind, "seed": seed, "image_size": splits.image_size, "recipe": asdict(recipe),
+    transferred = {
+        name: {"image_size": data.image_size, "test_accuracy": accuracy(model, data.images["test"], data.labels["test"])}
+        for name, data in (transfer or {}).items()
+    }
+    record = {
+        "model": kind, "seed": seed, "image_size": splits.image_size, "built_for": build_size or splits.image_size,
+        "recipe": asdict(recipe),
         "best_epoch": best_epoch, "validation_accuracy": best,
         "test_accuracy": accuracy(model, splits.images["test"], splits.labels["test"]),
         "parameters": count_parameters(model), "flops": count_flops(model, splits.image_size),
         "wall_seconds": wall, "train_samples": len(splits.labels["train"]), "samples_seen": samples_seen,
-        "history": history, "machine": machine_info(),
+        "history": history, "transfer": transferred, "machine": machine_info(),
     }  # fmt: skip
+    return record, model
+
+
+def weights_path(folder: str | Path, kind: str, seed: int) -> Path:
+    """Where a run of `run_comparison` keeps its model's weights at the best validation epoch."""
+    return Path(folder) / f"{kind}-s{seed}.safetensors"
 
 
 def run_comparison(
-    data_dir: str | Path, output_dir: str | Path, kinds: Sequence[str], seeds: Sequence[int], recipe: PathfinderRecipe
+    data_dir: str | Path,
+    output_dir: str | Path,
+    kinds: Sequence[str],
+    seeds: Sequence[int],
+    recipe: PathfinderRecipe,
+    transfer_dirs: Sequence[str | Path] = (),
 ) -> list[dict]:
-    """Each model kind at each seed; one `<kind>-s<seed>.json` per run in `output_dir`, none written over."""
+    """Each model kind at each seed; one `<kind>-s<seed>.json` record and `.safetensors` weights per run in
+    `output_dir`, none written over. `transfer_dirs`: data sets (other image sizes, say) whose test splits each
+    trained model is also scored on, as it is, under the training set's normalisation."""
+    from safetensors.torch import load_file, save_file
+
     output_dir = Path(output_dir)
     planned = [(kind, seed, output_dir / f"{kind}-s{seed}.json") for kind in kinds for seed in seeds]
-    for kind, _, path in planned:
+    for kind, seed, path in planned:
         if kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
-        if path.exists():
-            raise FileExistsError(f"{path} exists; choose another --output_dir or remove it")
+        for existing in (path, weights_path(output_dir, kind, seed)):
+            if existing.exists():
+                raise FileExistsError(f"{existing} exists; choose another --output_dir or remove it")
+        if recipe.init_from is not None and not weights_path(recipe.init_from, kind, seed).is_file():
+            raise FileNotFoundError(
+                f"init_from: {weights_path(recipe.init_from, kind, seed)} is missing; run {kind} seed {seed} there "
+                "first (runs save their weights since this option exists)"
+            )
     splits = load_splits(data_dir, recipe.train_samples)
     curriculum = None
     if recipe.curriculum_dir is not None:
@@ -359,9 +401,18 @@ def run_comparison(
                 f"the curriculum's images ({curriculum.image_size} px, {curriculum.num_labels} classes) must match "
                 f"the task's ({splits.image_size} px, {splits.num_labels} classes)"
             )
+    transfer = {str(folder): load_splits(folder, normalization=splits.normalization) for folder in transfer_dirs}
     results = []
     for kind, seed, path in planned:
-        result = {"data_dir": str(data_dir), **train_and_test(kind, splits, recipe, seed, curriculum=curriculum)}
+        initial, build_size = None, None
+        if recipe.init_from is not None:
+            initial = load_file(weights_path(recipe.init_from, kind, seed))
+            build_size = json.loads(Path(recipe.init_from, f"{kind}-s{seed}.json").read_text())["built_for"]
+        record, model = train_and_test(kind, splits, recipe, seed, curriculum=curriculum, initial_state=initial,
+                                       transfer=transfer, build_size=build_size)  # fmt: skip
+        with atomic_file(weights_path(output_dir, kind, seed)) as staged:
+            save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(staged))
+        result = {"data_dir": str(data_dir), **record}
         atomic_write_text(path, json.dumps(result, indent=2) + "\n")
         results.append(result)
     return results
@@ -403,6 +454,30 @@ def summary_table(runs: Sequence[dict]) -> str:
             f"{members[0]['flops'] / 1e6:.1f}", _mean_spread([run["wall_seconds"] for run in members], digits=0),
             ",".join(f"{run['machine']['load_average_1min']:.1f}" for run in members),
         ]) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def transfer_table(runs: Sequence[dict]) -> str:
+    """A markdown table of the runs scored on other data sets as trained (`transfer_dirs`): per folder, image size
+    and model, the test accuracy on its own test split and on each other one, by image size; "" if none was."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        if run.get("transfer"):
+            groups.setdefault((run["run_dir"], run["image_size"], run["model"]), []).append(run)
+    if not groups:
+        return ""
+    sizes = sorted({scored["image_size"] for members in groups.values() for run in members
+                    for scored in run["transfer"].values()})  # fmt: skip
+    header = ["runs", "trained at (px)", "model", "seeds", "test acc there (%)"]
+    header += [f"test acc at {size} px, as trained (%)" for size in sizes]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (folder, size, model), members in groups.items():
+        cells = [Path(folder).name, str(size), model, ",".join(str(run["seed"]) for run in members),
+                 _mean_spread([run["test_accuracy"] for run in members], 100)]  # fmt: skip
+        for other in sizes:
+            scores = [s["test_accuracy"] for run in members for s in run["transfer"].values() if s["image_size"] == other]
+            cells.append(_mean_spread(scores, 100) if len(scores) == len(members) else "")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -498,11 +573,15 @@ class PathfinderBenchmarkArguments:
     models: list[str] = field(default_factory=lambda: list(MODEL_KINDS), metadata={"help": f"of {MODEL_KINDS}"})
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)"})
+    transfer_dirs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "data folders (other image sizes, say) whose test splits each trained model is also scored on"},
+    )
 
 
 __all__ = [
     "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "count_flops",
     "count_parameters",
-    "load_splits", "open_image_splits", "dihedral", "train_and_test", "run_comparison", "load_runs", "summary_table",
+    "load_splits", "open_image_splits", "weights_path", "dihedral", "train_and_test", "run_comparison", "load_runs", "summary_table", "transfer_table",
     "series_labels", "plot_accuracy_against_size", "plot_learning_curves",
 ]  # fmt: skip
