@@ -1,6 +1,8 @@
 """The Pathfinder comparison harness: every model kind builds and runs, the augmentation keeps labels, runs are saved."""
 
 import json
+import runpy
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from transformers_mano.benchmark.pathfinder import (
     plot_learning_curves,
     series_labels,
     run_comparison,
+    score_saved_runs,
     summary_table,
     transfer_table,
     weights_path,
@@ -173,6 +176,13 @@ def test_runs_save_weights_score_other_sizes_and_continue_at_another_size(tmp_pa
     assert first["transfer"] == {str(large): {"image_size": 32, "test_accuracy": accuracy(model, scored.images["test"],
                                                                                           scored.labels["test"])}}
     assert first["test_accuracy"] == accuracy(model, splits.images["test"], splits.labels["test"])
+    (rescored,) = score_saved_runs(tmp_path / "a", [large], progress=False)  # later, from the saved files alone
+    assert rescored["transfer"] == first["transfer"]
+    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "score_pathfinder.py"))
+    script["main"]([str(tmp_path / "a"), "--data_dirs", str(large), "--output", str(tmp_path / "scores.json")])
+    assert json.loads((tmp_path / "scores.json").read_text())[0]["transfer"] == first["transfer"]
+    with pytest.raises(FileExistsError):
+        script["main"]([str(tmp_path / "a"), "--data_dirs", str(large), "--output", str(tmp_path / "scores.json")])
 
     frozen = PathfinderRecipe(epochs=1, batch_size=4, stem="conv", learning_rate=0.0, init_from=str(tmp_path / "a"),
                               **TINY)  # fmt: skip
@@ -183,6 +193,9 @@ def test_runs_save_weights_score_other_sizes_and_continue_at_another_size(tmp_pa
     assert all(torch.equal(continued[name], saved[name]) for name in saved)  # learning rate 0: started from run a
     assert transfer_table(load_runs([tmp_path / "a", tmp_path / "b"])).count("\n") == 3  # header, rule, two rows
 
+    with pytest.raises(FileNotFoundError, match="no run with its weights"):
+        (tmp_path / "a" / "mano-s0.safetensors").unlink()
+        score_saved_runs(tmp_path / "a", [large])
     with pytest.raises(FileNotFoundError, match="cnn-s0.safetensors is missing"):
         run_comparison(large, tmp_path / "c", ["cnn"], [0], frozen)
     (tmp_path / "b" / "mano-s0.json").unlink()  # the weights alone still block a second run into the folder

@@ -418,6 +418,34 @@ def run_comparison(
     return results
 
 
+def score_saved_runs(folder: str | Path, data_dirs: Sequence[str | Path], progress: bool = True) -> list[dict]:
+    """Each run of `folder` that kept its weights, scored as trained on the test split of each of `data_dirs` (other
+    image sizes, say), the images normalised as the run's training data was. Returns the runs (as `load_runs` does)
+    with these scores added to their `transfer` entries, for `transfer_table`; the run files are left as they are."""
+    from safetensors.torch import load_file
+
+    runs = [run for run in load_runs([folder]) if weights_path(folder, run["model"], run["seed"]).is_file()]
+    if not runs:
+        raise FileNotFoundError(f"{folder} holds no run with its weights (<model>-s<seed>.json and .safetensors)")
+    cache: dict[tuple, Splits] = {}
+
+    def splits_of(data_dir, normalization=None) -> Splits:
+        if (str(data_dir), normalization) not in cache:
+            cache[str(data_dir), normalization] = load_splits(data_dir, normalization=normalization)
+        return cache[str(data_dir), normalization]
+
+    for run in tqdm(runs, desc="scoring", disable=not progress):
+        model = build_model(run["model"], PathfinderRecipe(**run["recipe"]), run.get("built_for", run["image_size"]))
+        model.load_state_dict(load_file(weights_path(folder, run["model"], run["seed"])))
+        normalization = splits_of(run["data_dir"]).normalization  # recomputed from the training split, as the run did
+        for data_dir in data_dirs:
+            data = splits_of(data_dir, normalization)
+            run.setdefault("transfer", {})[str(data_dir)] = {
+                "image_size": data.image_size, "test_accuracy": accuracy(model, data.images["test"], data.labels["test"])
+            }  # fmt: skip
+    return runs
+
+
 def load_runs(folders: Sequence[str | Path]) -> list[dict]:
     """Every `<model>-s<seed>.json` of `folders` (written by `run_comparison`), with its folder as `run_dir`."""
     runs = []
@@ -582,6 +610,6 @@ class PathfinderBenchmarkArguments:
 __all__ = [
     "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "count_flops",
     "count_parameters",
-    "load_splits", "open_image_splits", "weights_path", "dihedral", "train_and_test", "run_comparison", "load_runs", "summary_table", "transfer_table",
+    "load_splits", "open_image_splits", "weights_path", "dihedral", "train_and_test", "run_comparison", "load_runs", "score_saved_runs", "summary_table", "transfer_table",
     "series_labels", "plot_accuracy_against_size", "plot_learning_curves",
 ]  # fmt: skip
