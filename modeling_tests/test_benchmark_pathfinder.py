@@ -193,6 +193,8 @@ def test_runs_save_weights_score_other_sizes_and_continue_at_another_size(tmp_pa
     assert all(torch.equal(continued[name], saved[name]) for name in saved)  # learning rate 0: started from run a
     assert transfer_table(load_runs([tmp_path / "a", tmp_path / "b"])).count("\n") == 3  # header, rule, two rows
 
+    with pytest.raises(FileNotFoundError, match="no run with its weights"):  # folder a holds MANO only
+        score_saved_runs(tmp_path / "a", [large], models=["cnn"])
     with pytest.raises(FileNotFoundError, match="no run with its weights"):
         (tmp_path / "a" / "mano-s0.safetensors").unlink()
         score_saved_runs(tmp_path / "a", [large])

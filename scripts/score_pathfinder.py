@@ -25,12 +25,13 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="an output folder of scripts/benchmark_pathfinder.py")
     parser.add_argument("--data_dirs", nargs="+", required=True, help="data folders whose test splits score the models")
+    parser.add_argument("--models", nargs="+", help="score only these models' runs (default: all)")
     parser.add_argument("--output", help="write the scores here as JSON")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    runs = score_saved_runs(args.folder, args.data_dirs)
+    runs = score_saved_runs(args.folder, args.data_dirs, args.models)
     print(transfer_table(runs))
     if args.output:
         keep = ("model", "seed", "image_size", "built_for", "test_accuracy", "transfer", "run_dir", "data_dir")

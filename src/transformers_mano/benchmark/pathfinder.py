@@ -418,15 +418,21 @@ def run_comparison(
     return results
 
 
-def score_saved_runs(folder: str | Path, data_dirs: Sequence[str | Path], progress: bool = True) -> list[dict]:
-    """Each run of `folder` that kept its weights, scored as trained on the test split of each of `data_dirs` (other
+def score_saved_runs(
+    folder: str | Path, data_dirs: Sequence[str | Path], models: Sequence[str] | None = None, progress: bool = True
+) -> list[dict]:
+    """Each run of `folder` that kept its weights (of `models`, if given), scored as trained on the test split of each of `data_dirs` (other
     image sizes, say), the images normalised as the run's training data was. Returns the runs (as `load_runs` does)
     with these scores added to their `transfer` entries, for `transfer_table`; the run files are left as they are."""
     from safetensors.torch import load_file
 
-    runs = [run for run in load_runs([folder]) if weights_path(folder, run["model"], run["seed"]).is_file()]
+    runs = [run for run in load_runs([folder]) if weights_path(folder, run["model"], run["seed"]).is_file()
+            and (models is None or run["model"] in models)]  # fmt: skip
     if not runs:
-        raise FileNotFoundError(f"{folder} holds no run with its weights (<model>-s<seed>.json and .safetensors)")
+        raise FileNotFoundError(
+            f"{folder} holds no run with its weights (<model>-s<seed>.json and .safetensors)"
+            + (f" of the models {list(models)}" if models else "")
+        )
     cache: dict[tuple, Splits] = {}
 
     def splits_of(data_dir, normalization=None) -> Splits:
