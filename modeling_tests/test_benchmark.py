@@ -44,3 +44,22 @@ def test_forward_profile_splits_operator_time_into_parts():
         assert parts["matrix products (linear, convolution)"] > 0
     table = parts_table(profiles)
     assert table.count("\n") == len(OPERATOR_PARTS) + 3 and "mano-tiny" in table and "swinv2-tiny" in table
+
+
+def test_stage_times_split_each_block_into_its_parts_for_both_models():
+    from transformers_mano.benchmark.profiling import BLOCK_PARTS, OUTSIDE_STAGES, REST_OF_BLOCK, stage_table, stage_times
+
+    torch.manual_seed(0)
+    # 128 px: stage 1 of mano-tiny is a 32x32 grid, planned with coarse levels, so its projectors run
+    result = stage_times(image_size=128, repeats=1, warmup=1)
+    mano, swinv2 = result["median_ms"]["mano-tiny"], result["median_ms"]["swinv2-tiny"]
+    assert mano[f"stage 1 / {BLOCK_PARTS[0]}"] > 0 and f"stage 1 / {BLOCK_PARTS[0]}" not in swinv2
+    for times in (mano, swinv2):
+        for stage in ("stage 1", "stage 2", "stage 3", "stage 4"):
+            assert times[f"{stage} / {BLOCK_PARTS[1]}"] > 0
+            # the parts are timed inside the block: what is left of it cannot be negative
+            assert times[f"{stage} / {REST_OF_BLOCK}"] >= 0
+        # one forward (repeats=1): every hooked module runs inside the timed forward
+        assert times[f"total / {OUTSIDE_STAGES}"] >= 0
+    table = stage_table(result)
+    assert "**whole forward**" in table and table.count("**stage") == 4

@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Profile one forward of mano-tiny and SwinV2-T and print where the time goes, by part (matrix products, attention
-core, copies and gathers, elementwise work).
+core, copies and gathers, elementwise work); with --stages, by stage and by part of each block instead (the two
+models' forwards alternated, hooks timing blocks, projectors and MLPs).
 
     python scripts/profile_forward.py --image_size 256 --batch_size 1 --threads 1 --output profile.json
+    python scripts/profile_forward.py --stages --threads 1
 """
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
-from transformers_mano.benchmark.profiling import MODEL_KINDS, parts_table, profile_forward
+from transformers_mano.benchmark.profiling import MODEL_KINDS, parts_table, profile_forward, stage_table, stage_times
 from transformers_mano.utils import atomic_write_text, machine_info
 from transformers_mano.utils.cli import run_main
 
@@ -22,15 +25,22 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (None: torch's choice)")
     parser.add_argument("--repeats", type=int, default=10, help="profiled forwards per model")
+    parser.add_argument("--stages", action="store_true", help="time stages and block parts instead of operators")
     parser.add_argument("--output", default=None, help="also write the profiles as JSON here (never over a file)")
     args = parser.parse_args(argv)
+    if args.output and Path(args.output).exists():
+        parser.error(f"{args.output} exists; choose another --output (results are never written over a file)")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    profiles = [profile_forward(kind, args.image_size, args.batch_size, args.repeats) for kind in MODEL_KINDS]
-    print(parts_table(profiles))
+    if args.stages:
+        result = {"stages": stage_times(args.image_size, args.batch_size, args.repeats)}
+        print(stage_table(result["stages"]))
+    else:
+        result = {"profiles": [profile_forward(kind, args.image_size, args.batch_size, args.repeats) for kind in MODEL_KINDS]}
+        print(parts_table(result["profiles"]))
     if args.output:
-        atomic_write_text(args.output, json.dumps({"profiles": profiles, "machine": machine_info()}, indent=1) + "\n")
+        atomic_write_text(args.output, json.dumps({**result, "machine": machine_info()}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Times are the operators' own CPU time (`self_cpu_time_total`), averaged over the
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import defaultdict
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -65,4 +67,108 @@ def parts_table(profiles: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MODEL_KINDS", "OPERATOR_PARTS", "parts_table", "profile_forward"]
+BLOCK_PARTS = ("projectors (down, up)", "MLP (intermediate, output)")
+REST_OF_BLOCK = "window attention and the rest"
+OUTSIDE_STAGES = "outside the stages (final norm, pooling, hooks)"
+PAGE_FAULTS = "minor page faults (count, not ms)"
+
+
+def _block_modules(model: torch.nn.Module) -> dict[str, list[tuple[str, torch.nn.Module]]]:
+    """Per stage: the modules whose forward times make up the stage's rows (blocks, their projectors and MLPs,
+    the patch merging that closes the stage). Names are those of `model.named_modules()`."""
+    rows: dict[str, list[tuple[str, torch.nn.Module]]] = {"embeddings": [("embeddings", model.embeddings)]}
+    for index, stage in enumerate(model.encoder.layers):
+        modules = []
+        for block in stage.blocks:
+            modules.append(("block", block))
+            for name in ("down", "up"):
+                if getattr(block, name, None) is not None:
+                    modules.append((BLOCK_PARTS[0], getattr(block, name)))
+            modules += [(BLOCK_PARTS[1], block.intermediate), (BLOCK_PARTS[1], block.output)]
+        if stage.downsample is not None:
+            modules.append(("patch merging", stage.downsample))
+        rows[f"stage {index + 1}"] = modules
+    return rows
+
+
+def stage_times(image_size: int = 256, batch_size: int = 1, repeats: int = 9, warmup: int = 2) -> dict:
+    """mano-tiny and SwinV2-T, forwards alternated in one process, timed by stage and by part of each block.
+
+    Forward hooks time every block, its projectors (`down`, `up`; MANO only) and its MLP; "window attention and
+    the rest" is the block's time less those (window gathers, q/k/v and output projections of every level, the
+    attention core, norms and residuals). Medians over `repeats` forwards, in ms per forward, and the median count
+    of minor page faults per forward. The hooks add a few microseconds per module to both models alike.
+    """
+    samples: dict[str, defaultdict] = {}
+    forwards = {}
+    for kind in MODEL_KINDS:
+        module, inputs, call, _ = build_model_case(Case("model", kind, image_size, batch_size))
+        module.eval()
+        totals: defaultdict = defaultdict(float)  # (stage, part) -> ms within the current forward
+        for stage, modules in _block_modules(module).items():
+            for part, submodule in modules:
+                _time_module(submodule, totals, (stage, part))
+        samples[kind], forwards[kind] = defaultdict(list), (call, module, inputs, totals)
+    with torch.inference_mode():
+        for repeat in range(warmup + repeats):
+            for kind, (call, module, inputs, totals) in forwards.items():
+                totals.clear()
+                faults, start = _minor_page_faults(), time.perf_counter()
+                call(module, inputs)
+                totals[("total", "forward")] = (time.perf_counter() - start) * 1e3
+                totals[("total", PAGE_FAULTS)] = float(_minor_page_faults() - faults)
+                if repeat >= warmup:
+                    for key, ms in totals.items():
+                        samples[kind][key].append(ms)
+    medians = {kind: {key: statistics.median(values) for key, values in by_key.items()} for kind, by_key in samples.items()}
+    for by_key in medians.values():
+        for stage in {stage for stage, part in by_key if part == "block"}:
+            by_key[(stage, REST_OF_BLOCK)] = by_key[(stage, "block")] - sum(by_key.get((stage, p), 0.0) for p in BLOCK_PARTS)
+        timed = sum(ms for (_, part), ms in by_key.items() if part in ("embeddings", "block", "patch merging"))
+        # counts, not ms: kept apart from the timed rows
+        by_key[("total", OUTSIDE_STAGES)] = by_key[("total", "forward")] - timed
+    return {"image_size": image_size, "batch_size": batch_size, "repeats": repeats,
+            "median_ms": {kind: {f"{stage} / {part}": ms for (stage, part), ms in by_key.items()}
+                          for kind, by_key in medians.items()}}  # fmt: skip
+
+
+def _minor_page_faults() -> int:
+    """Minor page faults of this process so far (0 where `resource` is missing): memory the allocator returned to
+    the system and takes back, which both models pay for in their forward times."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _time_module(module: torch.nn.Module, totals: defaultdict, key: tuple[str, str]) -> None:
+    """Add the wall time of each forward of `module` to `totals[key]` (ms)."""
+    starts: list[float] = []
+    module.register_forward_pre_hook(lambda *_: starts.append(time.perf_counter()))
+
+    def stop(*_) -> None:
+        totals[key] += (time.perf_counter() - starts.pop()) * 1e3
+
+    module.register_forward_hook(stop)
+
+
+def stage_table(result: dict) -> str:
+    """A markdown table of `stage_times`: per stage its blocks and their parts, both models' ms and the difference."""
+    mano, swinv2 = result["median_ms"]["mano-tiny"], result["median_ms"]["swinv2-tiny"]
+    stages = list(dict.fromkeys(key.split(" / ")[0] for key in mano))
+    parts = ("embeddings", "block", REST_OF_BLOCK, *BLOCK_PARTS, "patch merging", OUTSIDE_STAGES, "forward", PAGE_FAULTS)
+    lines = ["| part (ms per forward) | mano-tiny | swinv2-tiny | difference |", "|---|---|---|---|"]
+    for stage in stages:
+        for part in parts:
+            key = f"{stage} / {part}"
+            if key in mano or key in swinv2:
+                ours, theirs = mano.get(key, 0.0), swinv2.get(key, 0.0)
+                label = {"block": f"**{stage}, all blocks**", "forward": "**whole forward**"}.get(part, key)
+                label = part if part in ("embeddings", OUTSIDE_STAGES, PAGE_FAULTS) else label
+                digits = 0 if part == PAGE_FAULTS else 2
+                lines.append(f"| {label} | {ours:.{digits}f} | {theirs:.{digits}f} | {ours - theirs:+.{digits}f} |")
+    return "\n".join(lines)
+
+
+__all__ = ["MODEL_KINDS", "OPERATOR_PARTS", "parts_table", "profile_forward", "stage_table", "stage_times"]
