@@ -248,3 +248,15 @@ def test_offline_digits_take_their_number_of_classes():
     for kind in ("cnn", "mano"):
         model = build_model(kind, recipe, splits.image_size, num_labels=splits.num_labels)
         assert model(splits.images["test"][:3]).shape == (3, 10)
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [("gpu", "'gpu' is not a torch device"), ("cuda:7", "device 'cuda:7': (this torch .* sees no CUDA|only \\d+ CUDA)")],
+    ids=["not-a-device", "absent-gpu"],
+)
+def test_an_unusable_device_is_named_before_any_data_is_read(tmp_path, device, message):
+    recipe = PathfinderRecipe(epochs=1, batch_size=4, **TINY)
+    with pytest.raises(ValueError, match=message):  # the data folder does not exist: the device is checked first
+        run_comparison(tmp_path / "no-data", tmp_path / "runs", ["cnn"], [0], recipe, device=device)
+    assert not (tmp_path / "runs").exists()

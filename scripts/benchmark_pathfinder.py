@@ -3,6 +3,7 @@
     python scripts/make_pathfinder.py --output_dir data/pathfinder-32
     python scripts/benchmark_pathfinder.py --data_dir data/pathfinder-32 --output_dir out/pathfinder-32 --stem conv
     python scripts/summarize_pathfinder.py out/pathfinder-32  # the table of docs/fine_tuning.md
+    python scripts/benchmark_pathfinder.py --data_dir data/pathfinder-128 --output_dir out/pf128 --device cuda
 
 Each run writes `<model>-s<seed>.json` (history, best validation epoch, test accuracy there, parameters, FLOPs,
 wall time, machine) into `--output_dir`. See docs/fine_tuning.md for the recipe and the results.
@@ -22,7 +23,8 @@ def main(argv: list[str]) -> None:
     args, recipe = parser.parse_args_into_dataclasses(args=argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    for result in run_comparison(args.data_dir, args.output_dir, args.models, args.seeds, recipe, args.transfer_dirs):
+    results = run_comparison(args.data_dir, args.output_dir, args.models, args.seeds, recipe, args.transfer_dirs, args.device)
+    for result in results:
         print(f"{result['model']} seed {result['seed']}: test accuracy {result['test_accuracy']:.4f} "
               f"(best validation epoch {result['best_epoch']}, {result['wall_seconds']:.0f} s)")  # fmt: skip
         for folder, scored in result["transfer"].items():

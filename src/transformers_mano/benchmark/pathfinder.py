@@ -279,9 +279,11 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Share of `images` (kept on the CPU, sent to the model's device a batch at a time) classified as `labels`."""
     model.eval()
+    device = next(model.parameters()).device
     correct = sum(
-        int((model(images[i : i + batch_size]).argmax(-1) == labels[i : i + batch_size]).sum())
+        int((model(images[i : i + batch_size].to(device)).argmax(-1).cpu() == labels[i : i + batch_size]).sum())
         for i in range(0, len(labels), batch_size)
     )
     model.train()
@@ -289,14 +291,16 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 
 
 def train_epoch(model, optimizer, scheduler, splits: Splits, recipe: PathfinderRecipe, generator) -> float:
-    """One pass over the shuffled training set; the mean training loss."""
+    """One pass over the shuffled training set; the mean training loss. Shuffling and augmentation draw from
+    `generator` on the CPU, so a run's batches are the same on every device; each batch then goes to the model's."""
     images, labels = splits.images["train"], splits.labels["train"]
+    device = next(model.parameters()).device
     order = torch.randperm(len(labels), generator=generator)
     losses = []
     for start in range(0, len(order) - recipe.batch_size + 1, recipe.batch_size):  # full batches only
         batch = order[start : start + recipe.batch_size]
         inputs = dihedral(images[batch], generator) if recipe.augment else images[batch]
-        loss = F.cross_entropy(model(inputs), labels[batch])
+        loss = F.cross_entropy(model(inputs.to(device)), labels[batch].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -316,18 +320,22 @@ def train_and_test(
     initial_state: dict[str, torch.Tensor] | None = None,
     transfer: dict[str, Splits] | None = None,
     build_size: int | None = None,
+    device: str = "cpu",
 ) -> tuple[dict, nn.Module]:
     """Train one model under `recipe` (first `recipe.curriculum_epochs` on `curriculum`, then `recipe.epochs` on
     `splits`, one warm-up and cosine schedule over both), from `initial_state` if given; the record (history, best
     validation epoch, test accuracy there, and the test accuracy on each `transfer` data set, other image sizes
     included, with no further training) and the model at its best epoch. Every epoch is validated on the task's
     validation split. `build_size`: the image size the model is built for, if not the data's (that of the run whose
-    weights it starts from: the same network, MANO re-planning its levels for the grid it sees)."""
+    weights it starts from: the same network, MANO re-planning its levels for the grid it sees). `device`: where
+    the model trains and is scored (the data stay on the CPU and go over a batch at a time); it comes back on the CPU."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = build_model(kind, recipe, build_size or splits.image_size, num_labels=splits.num_labels)
     if initial_state is not None:
         model.load_state_dict(initial_state)
+    flops = count_flops(model, splits.image_size)  # on the CPU, before the model moves
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     phases = [("curriculum", curriculum)] * recipe.curriculum_epochs + [("task", splits)] * recipe.epochs
     steps = sum(len(data.labels["train"]) // recipe.batch_size for _, data in phases)
@@ -354,11 +362,26 @@ def train_and_test(
         "recipe": asdict(recipe),
         "best_epoch": best_epoch, "validation_accuracy": best,
         "test_accuracy": accuracy(model, splits.images["test"], splits.labels["test"]),
-        "parameters": count_parameters(model), "flops": count_flops(model, splits.image_size),
+        "parameters": count_parameters(model), "flops": flops,
         "wall_seconds": wall, "train_samples": len(splits.labels["train"]), "samples_seen": samples_seen,
-        "history": history, "transfer": transferred, "machine": machine_info(),
+        "history": history, "transfer": transferred, "machine": machine_info(device),
     }  # fmt: skip
-    return record, model
+    return record, model.to("cpu")
+
+
+def check_device(device: str) -> torch.device:
+    """`device` as a torch device, or a ValueError that says why it cannot train there."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, mps, ...): {error}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this torch ({torch.__version__}) sees no CUDA device")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here")
+    return parsed
 
 
 def weights_path(folder: str | Path, kind: str, seed: int) -> Path:
@@ -373,12 +396,15 @@ def run_comparison(
     seeds: Sequence[int],
     recipe: PathfinderRecipe,
     transfer_dirs: Sequence[str | Path] = (),
+    device: str = "cpu",
 ) -> list[dict]:
     """Each model kind at each seed; one `<kind>-s<seed>.json` record and `.safetensors` weights per run in
     `output_dir`, none written over. `transfer_dirs`: data sets (other image sizes, say) whose test splits each
-    trained model is also scored on, as it is, under the training set's normalisation."""
+    trained model is also scored on, as it is, under the training set's normalisation. `device`: where the models
+    train ("cpu", "cuda", "cuda:1", ...), checked before any data is read."""
     from safetensors.torch import load_file, save_file
 
+    check_device(device)
     output_dir = Path(output_dir)
     planned = [(kind, seed, output_dir / f"{kind}-s{seed}.json") for kind in kinds for seed in seeds]
     for kind, seed, path in planned:
@@ -409,7 +435,7 @@ def run_comparison(
             initial = load_file(weights_path(recipe.init_from, kind, seed))
             build_size = json.loads(Path(recipe.init_from, f"{kind}-s{seed}.json").read_text())["built_for"]
         record, model = train_and_test(kind, splits, recipe, seed, curriculum=curriculum, initial_state=initial,
-                                       transfer=transfer, build_size=build_size)  # fmt: skip
+                                       transfer=transfer, build_size=build_size, device=device)  # fmt: skip
         with atomic_file(weights_path(output_dir, kind, seed)) as staged:
             save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(staged))
         result = {"data_dir": str(data_dir), **record}
@@ -607,6 +633,7 @@ class PathfinderBenchmarkArguments:
     models: list[str] = field(default_factory=lambda: list(MODEL_KINDS), metadata={"help": f"of {MODEL_KINDS}"})
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)"})
+    device: str = field(default="cpu", metadata={"help": "where the models train: cpu, cuda, cuda:1, ..."})
     transfer_dirs: list[str] = field(
         default_factory=list,
         metadata={"help": "data folders (other image sizes, say) whose test splits each trained model is also scored on"},
@@ -614,7 +641,7 @@ class PathfinderBenchmarkArguments:
 
 
 __all__ = [
-    "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "count_flops",
+    "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "check_device", "count_flops",
     "count_parameters",
     "load_splits", "open_image_splits", "weights_path", "dihedral", "train_and_test", "run_comparison", "load_runs", "score_saved_runs", "summary_table", "transfer_table",
     "series_labels", "plot_accuracy_against_size", "plot_learning_curves",
