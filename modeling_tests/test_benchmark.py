@@ -63,3 +63,15 @@ def test_stage_times_split_each_block_into_its_parts_for_both_models():
         assert times[f"total / {OUTSIDE_STAGES}"] >= 0
     table = stage_table(result)
     assert "**whole forward**" in table and table.count("**stage") == 4
+
+
+def test_paired_ratio_alternates_both_models_and_counts_page_faults():
+    from transformers_mano.benchmark.scaling import Case, paired_model_ratio
+
+    result = paired_model_ratio(Case("model", "mano-tiny", 64, 1, repeats=3, warmup=1))
+    assert len(result["ratios"]) == 3 and all(ratio > 0 for ratio in result["ratios"])
+    medians = result["median_ms"]
+    assert set(medians) == set(result["minor_page_faults_per_forward"]) == {"mano-tiny", "swinv2-tiny"}
+    assert all(count >= 0 for count in result["minor_page_faults_per_forward"].values())
+    # the reported ratio is the median of the per-pair ratios, which lies between their extremes
+    assert min(result["ratios"]) <= result["median_ratio"] <= max(result["ratios"])

@@ -14,7 +14,7 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from .scaling import MODEL_KINDS, Case, build_model_case
+from .scaling import MODEL_KINDS, Case, build_model_case, minor_page_faults
 
 OPERATOR_PARTS: dict[str, frozenset[str]] = {
     "matrix products (linear, convolution)": frozenset({"aten::addmm", "aten::mm", "aten::mkldnn_convolution"}),
@@ -113,10 +113,10 @@ def stage_times(image_size: int = 256, batch_size: int = 1, repeats: int = 9, wa
         for repeat in range(warmup + repeats):
             for kind, (call, module, inputs, totals) in forwards.items():
                 totals.clear()
-                faults, start = _minor_page_faults(), time.perf_counter()
+                faults, start = minor_page_faults(), time.perf_counter()
                 call(module, inputs)
                 totals[("total", "forward")] = (time.perf_counter() - start) * 1e3
-                totals[("total", PAGE_FAULTS)] = float(_minor_page_faults() - faults)
+                totals[("total", PAGE_FAULTS)] = float(minor_page_faults() - faults)
                 if repeat >= warmup:
                     for key, ms in totals.items():
                         samples[kind][key].append(ms)
@@ -130,16 +130,6 @@ def stage_times(image_size: int = 256, batch_size: int = 1, repeats: int = 9, wa
     return {"image_size": image_size, "batch_size": batch_size, "repeats": repeats,
             "median_ms": {kind: {f"{stage} / {part}": ms for (stage, part), ms in by_key.items()}
                           for kind, by_key in medians.items()}}  # fmt: skip
-
-
-def _minor_page_faults() -> int:
-    """Minor page faults of this process so far (0 where `resource` is missing): memory the allocator returned to
-    the system and takes back, which both models pay for in their forward times."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _time_module(module: torch.nn.Module, totals: defaultdict, key: tuple[str, str]) -> None:

@@ -187,6 +187,12 @@ def measure(case: Case) -> Measurement:
     return Measurement(case, tokens, statistics.median(times), times, peak_mb)
 
 
+def minor_page_faults() -> int:
+    """Minor page faults of this process so far: memory the allocator gave back to the system and takes again,
+    which a forward pays for in its time (both models alike; how much depends on the allocator's state)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def paired_model_ratio(case: Case) -> dict:
     """mano-tiny against SwinV2-T in one process, forwards alternated: the median of the per-pair time ratios.
 
@@ -203,15 +209,17 @@ def paired_model_ratio(case: Case) -> dict:
         module = module.to(device=case.device, dtype=dtype).eval()
         forwards[kind] = (call, module, inputs.to(device=case.device, dtype=dtype))
     times: dict[str, list[float]] = {kind: [] for kind in MODEL_KINDS}
+    faults: dict[str, list[int]] = {kind: [] for kind in MODEL_KINDS}
     with torch.inference_mode():
         for repeat in range(case.warmup + case.repeats):
             for kind, (call, module, inputs) in forwards.items():
                 _synchronize(case.device)
-                start = time.perf_counter()
+                faults_before, start = minor_page_faults(), time.perf_counter()
                 call(module, inputs)
                 _synchronize(case.device)
                 if repeat >= case.warmup:
                     times[kind].append((time.perf_counter() - start) * 1e3)
+                    faults[kind].append(minor_page_faults() - faults_before)
     ratios = [mano / swinv2 for mano, swinv2 in zip(times["mano-tiny"], times["swinv2-tiny"])]
     return {
         "size": case.size,
@@ -219,6 +227,7 @@ def paired_model_ratio(case: Case) -> dict:
         "median_ms": {kind: statistics.median(values) for kind, values in times.items()},
         "median_ratio": statistics.median(ratios),
         "ratios": ratios,
+        "minor_page_faults_per_forward": {kind: statistics.median(values) for kind, values in faults.items()},
     }
 
 
@@ -385,6 +394,7 @@ __all__ = [
     "format_table",
     "measure",
     "model_flops",
+    "minor_page_faults",
     "paired_model_ratio",
     "run_cases",
     "run_paired",
