@@ -66,6 +66,34 @@ def test_one_level_kind_is_mano_with_one_level_per_stage():
     assert count_parameters(single) == count_parameters(swinv2) < count_parameters(multi)
 
 
+def test_pool_kind_has_the_levels_of_mano_and_the_parameters_of_swinv2():
+    from transformers_mano.multipole import NearestUpsample, PoolDownsample
+
+    recipe = PathfinderRecipe(**TINY)
+    pooled = build_model("mano-pool", recipe, image_size=32).model
+    learned = build_model("mano", recipe, image_size=32).model
+    swinv2 = build_model("swinv2", recipe, image_size=32).model
+    assert pooled.config.resolved_num_levels() == learned.config.resolved_num_levels() != [1, 1]
+    assert count_parameters(pooled) == count_parameters(swinv2)
+    block = pooled.swinv2.encoder.layers[0].blocks[0]
+    assert isinstance(block.down, PoolDownsample) and isinstance(block.up, NearestUpsample)
+    # the far field is live from the first step: a change in the far corner reaches token (0, 0) in one block,
+    # which windows alone (4x4, unshifted in block 0) do not allow
+    assert _first_block_reach(pooled, recipe) and not _first_block_reach(swinv2, recipe)
+
+
+def _first_block_reach(model, recipe) -> bool:
+    """Whether the first block's output at token (0, 0) of a 16x16 grid moves when the far corner's input does."""
+    model.eval()
+    images = torch.randn(1, recipe.stem_channels, 16, 16)
+    moved = images.clone()
+    moved[..., -1, -1] += 10.0
+    block = model.swinv2.encoder.layers[0].blocks[0]
+    with torch.no_grad():
+        first, second = (block(model.swinv2.embeddings(x)[0], (16, 16))[0] for x in (images, moved))
+    return not torch.equal(first[0, 0], second[0, 0])
+
+
 def test_global_levels_reach_one_window_in_every_stage():
     """mano_levels="global": each stage coarsens until its grid fits in one window (the paper's physics rule)."""
     recipe = PathfinderRecipe(stem="cnn", patch_size=1, window_size=4, mano_levels="global", **TINY)

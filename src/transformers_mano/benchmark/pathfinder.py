@@ -42,7 +42,7 @@ from ..multipole import coarse_grid_size
 from ..utils import atomic_file, atomic_write_text
 from ..utils.machine import machine_info
 
-MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "cnn", "cnn-stem")
+MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "mano-pool", "cnn", "cnn-stem")
 STEMS = ("none", "conv", "cnn")
 MANO_LEVELS = ("auto", "global")
 
@@ -176,7 +176,9 @@ def build_model(
     if kind == "swinv2":
         model = Swinv2ForImageClassification(Swinv2Config(**fields))
     else:
-        config = ManoConfig(**fields)
+        # "mano-pool": MANO's levels with parameter-free projectors (average pooling down, nearest copies up), so
+        # it has SwinV2's parameters exactly: what the levels' reach gives without the learned projectors' weights
+        config = ManoConfig(**fields, projector_type="pool" if kind == "mano-pool" else "conv")
         if kind == "mano-one-level":
             config.num_levels = [1] * len(recipe.depths)
         elif recipe.mano_levels == "global":
