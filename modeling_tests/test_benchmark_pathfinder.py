@@ -82,6 +82,20 @@ def test_pool_kind_has_the_levels_of_mano_and_the_parameters_of_swinv2():
     assert _first_block_reach(pooled, recipe) and not _first_block_reach(swinv2, recipe)
 
 
+def test_pool_init_kind_starts_as_the_pool_kind_with_learned_projectors():
+    recipe = PathfinderRecipe(**TINY)
+    torch.manual_seed(0)
+    started = build_model("mano-pool-init", recipe, image_size=32).double().eval()
+    pooled = build_model("mano-pool", recipe, image_size=32).double().eval()
+    assert count_parameters(started) == count_parameters(build_model("mano", recipe, image_size=32))
+    missing, unexpected = pooled.load_state_dict(started.state_dict(), strict=False)
+    assert not missing and unexpected and all(".down." in k or ".up." in k for k in unexpected)
+    images = torch.randn(2, 1, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        # float64, a few blocks of width 12: the two differ only in how the projectors' sums are ordered (1e-15)
+        torch.testing.assert_close(started(images), pooled(images), rtol=0, atol=1e-10)
+
+
 def _first_block_reach(model, recipe) -> bool:
     """Whether the first block's output at token (0, 0) of a 16x16 grid moves when the far corner's input does."""
     model.eval()

@@ -42,7 +42,7 @@ from ..multipole import coarse_grid_size
 from ..utils import atomic_file, atomic_write_text
 from ..utils.machine import machine_info
 
-MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "mano-pool", "cnn", "cnn-stem")
+MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "mano-pool", "mano-pool-init", "cnn", "cnn-stem")
 STEMS = ("none", "conv", "cnn")
 MANO_LEVELS = ("auto", "global")
 
@@ -178,7 +178,11 @@ def build_model(
     else:
         # "mano-pool": MANO's levels with parameter-free projectors (average pooling down, nearest copies up), so
         # it has SwinV2's parameters exactly: what the levels' reach gives without the learned projectors' weights
+        # "mano-pool-init": MANO's learned projectors started as that pooling (`up` copies instead of zeros), so it
+        # begins as "mano-pool" and not as SwinV2: separates the zero-started `up` from the extra weights
         config = ManoConfig(**fields, projector_type="pool" if kind == "mano-pool" else "conv")
+        if kind == "mano-pool-init":
+            config.projector_init = "avg_pool_nearest_up"
         if kind == "mano-one-level":
             config.num_levels = [1] * len(recipe.depths)
         elif recipe.mano_levels == "global":
