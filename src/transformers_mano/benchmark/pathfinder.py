@@ -296,14 +296,19 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return correct / len(labels)
 
 
-def train_epoch(model, optimizer, scheduler, splits: Splits, recipe: PathfinderRecipe, generator) -> float:
+def train_epoch(
+    model, optimizer, scheduler, splits: Splits, recipe: PathfinderRecipe, generator, progress: bool = False
+) -> float:
     """One pass over the shuffled training set; the mean training loss. Shuffling and augmentation draw from
-    `generator` on the CPU, so a run's batches are the same on every device; each batch then goes to the model's."""
+    `generator` on the CPU, so a run's batches are the same on every device; each batch then goes to the model's.
+    `progress`: a bar over the epoch's batches with the running mean loss (gone when the epoch ends)."""
     images, labels = splits.images["train"], splits.labels["train"]
     device = next(model.parameters()).device
     order = torch.randperm(len(labels), generator=generator)
     losses = []
-    for start in range(0, len(order) - recipe.batch_size + 1, recipe.batch_size):  # full batches only
+    starts = range(0, len(order) - recipe.batch_size + 1, recipe.batch_size)  # full batches only
+    batches = tqdm(starts, desc="batches", unit="batch", leave=False, disable=not progress)
+    for start in batches:
         batch = order[start : start + recipe.batch_size]
         inputs = dihedral(images[batch], generator) if recipe.augment else images[batch]
         loss = F.cross_entropy(model(inputs.to(device)), labels[batch].to(device))
@@ -313,6 +318,8 @@ def train_epoch(model, optimizer, scheduler, splits: Splits, recipe: PathfinderR
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+        if len(losses) % 10 == 0:
+            batches.set_postfix(loss=f"{statistics.fmean(losses):.3f}")
     return statistics.fmean(losses)
 
 
@@ -349,7 +356,7 @@ def train_and_test(
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
     epochs = tqdm(list(enumerate(phases, 1)), desc=f"{kind} seed {seed}", disable=not progress)
     for epoch, (phase, data) in epochs:
-        loss = train_epoch(model, optimizer, scheduler, data, recipe, generator)
+        loss = train_epoch(model, optimizer, scheduler, data, recipe, generator, progress)
         validation = accuracy(model, splits.images["validation"], splits.labels["validation"])
         epochs.set_postfix(loss=f"{loss:.3f}", val_acc=f"{validation:.3f}")
         history.append({"epoch": epoch, "phase": phase, "train_loss": loss, "validation_accuracy": validation,
