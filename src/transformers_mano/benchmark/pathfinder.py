@@ -624,6 +624,7 @@ def plot_learning_curves(runs: Sequence[dict], path: str | Path, overwrite: bool
         axis.axhline(50, color="gray", linestyle=":", linewidth=1)
         axis.set_title(f"Pathfinder {size} px", fontsize=10)
         axis.set_xlabel("epoch")
+        axis.set_xticks(range(1, max(len(run["history"]) for run, _ in size_runs) + 1))  # whole epochs, even one
     axes[0][0].set_ylabel("validation accuracy (%)")
     legend = {}  # every panel's series once (a model run at one size only has its lines in one panel)
     for axis in axes[0]:
