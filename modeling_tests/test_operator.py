@@ -83,6 +83,23 @@ def test_window_attention_matches_a_naive_loop(window_size, window_stride, heigh
     torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
+@pytest.mark.parametrize("window_size, window_stride", [(2, 1), (3, 2)], ids=["k2s1", "k3s2-overhang"])
+def test_window_attention_gradients_match_the_naive_loop(window_size, window_stride) -> None:
+    """The tiled kernel's backward (gathers, scatter of the window probabilities) against autograd through the loop,
+    for the input and every parameter, on a grid whose tiles and windows overhang its edges."""
+    torch.manual_seed(0)
+    attention = ManoOperatorWindowAttention(tiny_config(window_size=window_size, window_stride=window_stride)).double()
+    grid = torch.randn(2, 6, 7, 8, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 6, 7, 8, dtype=torch.float64)
+    inputs = [grid, *attention.parameters()]
+    (output,) = attention([grid])
+    tiled = torch.autograd.grad((output * upstream).sum(), inputs)
+    naive = torch.autograd.grad((naive_window_attention(attention, grid) * upstream).sum(), inputs)
+    for got, expected in zip(tiled, naive, strict=True):
+        # float64 sums of at most a few hundred terms in another order: see FLOAT64_ATOL
+        torch.testing.assert_close(got, expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+
+
 def test_window_attention_of_all_levels_at_once_equals_one_level_at_a_time() -> None:
     torch.manual_seed(0)
     attention = ManoOperatorWindowAttention(tiny_config()).double()

@@ -146,16 +146,20 @@ class WindowTables:
     m + 2(k - 1), so one small dense product per tile scores every pair that any window needs.
 
     Attributes:
-        queries: (n_tiles * m^2,) long, the token at each query slot of each tile; T (a zero row) for slots off
-            the grid.
-        halo: (n_tiles * H^2,) long, the token at each halo slot (H = m + 2(k - 1)); T off the grid.
-        pairs: (m^2 * k^2 * k^2,) long, for query slot i, key b and role a (in that order), the position
-            i * H^2 + (halo slot of i + b - a) in a tile's flattened (m^2, H^2) score matrix.
-        key_mask: (n_tiles, m^2, k^2, k^2), 0 or -inf, per tile, slot, key, role: -inf where role a of the slot's
-            token reads key b off the grid (padding).
-        role_weight: (n_tiles, m^2, 1, k^2), 1 / (number of windows holding the token) for the roles it really has
-            (a window starts at x - a, on the stride, inside the padded grid), else 0: the overlap average.
+        queries: (n_tiles * m^2,) long, the token at each query slot of each tile; 0 for slots off the grid
+            (their outputs are never read).
+        halo: (n_tiles * H^2,) long, the token at each halo slot (H = m + 2(k - 1)); 0 off the grid (such a key is
+            masked in every window its query really has, so its weight is exactly 0).
+        pairs: (k^2 * k^2 * n_tiles * m^2,) long, for key b, role a, tile t and query slot i (in that order), the
+            position t * m^2 * H^2 + i * H^2 + (halo slot of i + b - a) in the flattened (n_tiles, m^2, H^2) scores.
+        key_mask: (k^2, k^2, n_tiles * m^2), 0 or -inf, per key, role, tile and slot: -inf where role a of the
+            slot's token reads key b off the grid (padding).
+        role_weight: (1, k^2, n_tiles * m^2), 1 / (number of windows holding the token) for the roles it really
+            has (a window starts at x - a, on the stride, inside the padded grid), else 0: the overlap average.
         tokens: (T,) long, each token's slot in the flattened (n_tiles * m^2) query slots.
+
+    The tables put the tiles and slots last, so that the softmax over a window's keys and the overlap average run
+    over long contiguous rows.
     """
 
     queries: torch.Tensor
@@ -221,16 +225,18 @@ class ManoOperatorWindowAttention(nn.Module):
             torch.cat, zip(*(self._grid_tables(h, w, first, total) for (h, w), first in zip(sizes, firsts)))
         )
         role_valid = role_valid.double()  # 1 / count rounded once, in the tables' dtype
-        role_weight = (role_valid / role_valid.sum(-1, keepdim=True).clamp_min(1.0)).to(dtype)
+        role_weight = (role_valid / role_valid.sum(-1, keepdim=True).clamp_min(1.0)).to(dtype)  # n_tiles, m^2, role
         tokens = torch.empty(total, dtype=torch.long)
         on_grid_slots = (queries < total).nonzero().flatten()
         tokens[queries[on_grid_slots]] = on_grid_slots
+        queries, halo = queries.masked_fill(queries == total, 0), halo.masked_fill(halo == total, 0)
+        key_mask = torch.zeros(key_masks.shape, dtype=dtype).masked_fill(key_masks, float("-inf"))
         return WindowTables(
             queries=queries,
             halo=halo,
-            pairs=self._halo_pairs(),
-            key_mask=torch.zeros(key_masks.shape, dtype=dtype).masked_fill(key_masks, float("-inf")),
-            role_weight=role_weight[:, :, None, :],
+            pairs=self._halo_pairs(len(queries) // self.tile_size**2),
+            key_mask=key_mask.permute(2, 3, 0, 1).flatten(2).contiguous(),  # key, role, n_tiles * m^2
+            role_weight=role_weight.permute(2, 0, 1).flatten(1)[None].contiguous(),  # 1, role, n_tiles * m^2
             tokens=tokens,
         )
 
@@ -286,19 +292,20 @@ class ManoOperatorWindowAttention(nn.Module):
             weights.append(role)
         return torch.stack(masks, dim=-1), torch.stack(weights, dim=-1)
 
-    def _halo_pairs(self) -> torch.Tensor:
-        """For query slot i, key b and role a: the halo slot of query slot i displaced by b - a."""
+    def _halo_pairs(self, num_tiles: int) -> torch.Tensor:
+        """For key b, role a, tile t and query slot i: the position of the score of i with its halo slot displaced
+        by b - a, in the flattened (n_tiles, m^2, H^2) scores."""
         k, m = self.window_size, self.tile_size
         halo_side = m + 2 * (k - 1)
         slot_y, slot_x, _, _ = self._tile_slots()
         offsets = self._offsets()
-        pairs = [
-            i * halo_side**2 + (slot_y[i] + (k - 1) + by - ay) * halo_side + (slot_x[i] + (k - 1) + bx - ax)
-            for i in range(m * m)
+        pairs = torch.stack([
+            torch.stack([(slot_y + (k - 1) + by - ay) * halo_side + (slot_x + (k - 1) + bx - ax) for ay, ax in offsets])
             for by, bx in offsets
-            for ay, ax in offsets
-        ]
-        return torch.stack(pairs)
+        ])  # key, role, m^2
+        pairs = pairs + torch.arange(m * m) * halo_side**2
+        tile_starts = torch.arange(num_tiles) * (m * halo_side) ** 2
+        return (tile_starts[:, None] + pairs[:, :, None, :]).flatten()
 
     def forward(self, grids: list[torch.Tensor]) -> list[torch.Tensor]:
         """Window attention of every level's grid, all levels in one pass.
@@ -316,35 +323,35 @@ class ManoOperatorWindowAttention(nn.Module):
         """
         batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
         heads, head_dim, roles, m2 = self.num_heads, self.head_dim, self.window_size**2, self.tile_size**2
-        inner = heads * head_dim
+        inner, rows = heads * head_dim, batch_size * heads
         sizes = tuple((grid.shape[1], grid.shape[2]) for grid in grids)
         tables = self.window_tables(sizes, grids[0].device, grids[0].dtype)
-        num_tiles = tables.key_mask.shape[0]
-        halo_size = tables.halo.numel() // num_tiles  # H^2
+        num_slots = tables.queries.numel()  # n_tiles * m^2
+        num_tiles, halo_size = num_slots // m2, tables.halo.numel() // (num_slots // m2)  # H^2
         tokens = torch.cat([grid.reshape(batch_size, -1, channels) for grid in grids], dim=1)  # B, T, C
         num_tokens = tokens.shape[1]
 
-        # One QKV projection (the query scale folded into its weights), padded with one zero token past the end that
-        # slots off the grid read, laid out heads-first before the gathers so that the gathered tiles need no copy.
+        # One QKV projection (the query scale folded into its weights), laid out (B * heads, T, d) before the
+        # gathers: rows of one head's values.
         scale = head_dim**-0.5
         qkv_scale = torch.cat([self.qkv.weight.new_full((inner,), scale), self.qkv.weight.new_ones(2 * inner)])
         qkv = F.linear(self.norm(tokens), self.qkv.weight * qkv_scale[:, None], self.qkv.bias * qkv_scale)
-        qkv = F.pad(qkv, (0, 0, 0, 1)).view(batch_size, num_tokens + 1, 3, heads, head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # each B, heads, T + 1, d
-        query = query.index_select(2, tables.queries).view(batch_size, heads, num_tiles, m2, head_dim)
-        key = key.index_select(2, tables.halo).view(batch_size, heads, num_tiles, halo_size, head_dim)
-        value = value.index_select(2, tables.halo).view(batch_size, heads, num_tiles, halo_size, head_dim)
+        qkv = qkv.view(batch_size, num_tokens, 3, heads, head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).reshape(3, rows, num_tokens, head_dim).unbind(0)
+        query = query.index_select(1, tables.queries).view(rows * num_tiles, m2, head_dim)
+        key = key.index_select(1, tables.halo).view(rows * num_tiles, halo_size, head_dim)
+        value = value.index_select(1, tables.halo).view(rows * num_tiles, halo_size, head_dim)
 
-        scores = (query @ key.transpose(-1, -2)).flatten(-2)  # B, heads, n_tiles, m^2 * H^2
-        pair_scores = scores.index_select(-1, tables.pairs).view(batch_size, heads, num_tiles, m2, roles, roles)
+        scores = torch.bmm(query, key.transpose(1, 2)).view(rows, num_tiles * m2 * halo_size)
+        pair_scores = scores.index_select(1, tables.pairs).view(rows, roles, roles, num_slots)  # key, role, slot
         # under autocast the scores may be in another dtype than the grids (and the tables)
-        probs = (pair_scores + tables.key_mask.to(pair_scores.dtype)).softmax(dim=-2)  # over each role's keys
+        probs = (pair_scores + tables.key_mask.to(pair_scores.dtype)).softmax(dim=1)  # over each role's keys
         probs = probs * tables.role_weight.to(probs.dtype)  # the overlap average
-        weights = scores.new_zeros(scores.shape).index_add_(-1, tables.pairs, probs.flatten(-3))
-        attended = weights.view(batch_size, heads, num_tiles, m2, halo_size) @ value  # B, heads, n_tiles, m^2, d
-        attended = attended.view(batch_size, heads, num_tiles * m2, head_dim).index_select(2, tables.tokens)
-        attended = attended.transpose(1, 2).reshape(batch_size, num_tokens, inner)
-        output = self.proj(attended)  # B, T, C
+        weights = scores.new_zeros(scores.shape).index_add_(1, tables.pairs, probs.view(rows, -1))
+        attended = torch.bmm(weights.view(rows * num_tiles, m2, halo_size), value)  # B * heads * n_tiles, m^2, d
+        attended = attended.view(rows, num_slots, head_dim).index_select(1, tables.tokens)
+        attended = attended.view(batch_size, heads, num_tokens, head_dim).transpose(1, 2)
+        output = self.proj(attended.reshape(batch_size, num_tokens, inner))  # B, T, C
         return [
             level.view(batch_size, height, width, channels)
             for level, (height, width) in zip(output.split([h * w for h, w in sizes], dim=1), sizes)
