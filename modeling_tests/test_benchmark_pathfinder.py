@@ -37,13 +37,33 @@ TINY = dict(embed_dim=12, depths=[1, 1], num_heads=[2, 2], stem_channels=4, cnn_
 def test_every_kind_maps_images_to_two_logits_and_learns(kind, stem):
     torch.manual_seed(0)
     model = build_model(kind, PathfinderRecipe(stem=stem, **TINY), image_size=16)
-    if kind not in ("cnn", "cnn-stem"):  # the CNN stem's max-pool halves what the transformer sees
+    if not kind.startswith("cnn"):  # the CNN stem's max-pool halves what the transformer sees
         assert model.model.config.image_size == (8 if stem == "cnn" else 16)
     images = torch.randn(3, 1, 16, 16)
     logits = model(images)
     assert logits.shape == (3, 2)
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def receptive_extent(model: torch.nn.Module, side: int) -> int:
+    """The side of the smallest box holding every input pixel that changes the central feature of the last map."""
+    model.eval()  # batch norm from its running statistics: no coupling through the batch
+    torch.manual_seed(0)  # random pixels keep ReLUs open along the paths (zeros would close every one)
+    images = torch.rand(1, 1, side, side, requires_grad=True)
+    features = model.features(images)
+    features[0, :, features.shape[2] // 2, features.shape[3] // 2].sum().backward()
+    rows, columns = (images.grad[0, 0].abs() > 0).nonzero().unbind(1)
+    return int(max(rows.max() - rows.min(), columns.max() - columns.min())) + 1
+
+
+def test_pooled_cnn_sees_a_128_px_image_with_the_small_cnns_weights():
+    recipe = PathfinderRecipe(**(TINY | {"cnn_channels": 8}))
+    small, pooled = build_model("cnn", recipe, 128), build_model("cnn-pooled", recipe, 128)
+    assert [tuple(p.shape) for p in small.parameters()] == [tuple(p.shape) for p in pooled.parameters()]
+    # receptive fields of 30 and 138 px: a central feature of the small CNN sees a 30 px box at most; one of the
+    # pooled CNN (centred near pixel 72 of the 8 x 8 map's cells of 16 px) reaches from pixel 3 to the far edge
+    assert receptive_extent(small, 128) <= 30 and receptive_extent(pooled, 128) >= 120
 
 
 def test_stem_control_is_the_transformers_stem_with_a_linear_head():
