@@ -327,7 +327,8 @@ class ManoOperatorWindowAttention(nn.Module):
         sizes = tuple((grid.shape[1], grid.shape[2]) for grid in grids)
         tables = self.window_tables(sizes, grids[0].device, grids[0].dtype)
         num_slots = tables.queries.numel()  # n_tiles * m^2
-        num_tiles, halo_size = num_slots // m2, tables.halo.numel() // (num_slots // m2)  # H^2
+        num_tiles = num_slots // m2
+        halo_size = tables.halo.numel() // num_tiles  # H^2
         tokens = torch.cat([grid.reshape(batch_size, -1, channels) for grid in grids], dim=1)  # B, T, C
         num_tokens = tokens.shape[1]
 
