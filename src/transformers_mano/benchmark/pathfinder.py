@@ -583,15 +583,16 @@ def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure, axis = plt.subplots(figsize=(7, 3.5))
     labels = series_labels(runs)
-    for label in dict.fromkeys(labels):
+    colors = plt.get_cmap("tab20").colors  # more series than the default cycle's ten colours
+    for index, label in enumerate(dict.fromkeys(labels)):
         series = [run for run, run_label in zip(runs, labels) if run_label == label]
         sizes = sorted({run["image_size"] for run in series})
         values = [[100 * run["test_accuracy"] for run in series if run["image_size"] == size] for size in sizes]
         means = [statistics.fmean(v) for v in values]
         spread = [[m - min(v) for m, v in zip(means, values)], [max(v) - m for m, v in zip(means, values)]]
-        axis.errorbar(sizes, means, yerr=spread, marker="o", capsize=3, label=label)
+        axis.errorbar(sizes, means, yerr=spread, marker="o", capsize=3, label=label, color=colors[index % len(colors)])
     axis.axhline(50, color="gray", linestyle=":", linewidth=1, label="chance")
     axis.set_xscale("log", base=2)
     sizes = sorted({run["image_size"] for run in runs})
@@ -600,7 +601,7 @@ def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite
     axis.set_xlabel("image size (px)")
     axis.set_ylabel("test accuracy (%)")
     axis.set_title("Pathfinder", fontsize=10)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the lines, not over them
     figure.tight_layout()
     with atomic_file(path, overwrite) as staged:
         figure.savefig(staged, dpi=110)
