@@ -4,7 +4,7 @@ Only `ManoLayer.forward` differs in computation from SwinV2: it runs the pretrai
 layer at full resolution and on coarser grids, and sums the levels back at full resolution
 (see `multipole.multipole_attention`). Every other module, name and output is SwinV2's, so SwinV2 state dicts
 load unchanged and the projector weights (`...blocks.N.down.weight`, `...blocks.N.up.weight`) are the only
-new keys. The constructors below mirror those of transformers 5.18-5.24, identical across that range
+new keys. The constructors below mirror those of transformers 5.18-5.25, identical across that range
 (`Swinv2Stage`, `Swinv2Encoder`, `Swinv2Model` and the heads), with the MANO classes swapped in; forwards are
 inherited.
 """
@@ -218,7 +218,7 @@ WINDOW_ATTENTION_FUNCTIONS = {"eager": eager_window_attention, "sdpa": sdpa_wind
 
 
 class ManoStage(Swinv2Stage):
-    """A SwinV2 stage of `ManoLayer`s. Mirrors `Swinv2Stage.__init__` (transformers 5.18-5.24)."""
+    """A SwinV2 stage of `ManoLayer`s. Mirrors `Swinv2Stage.__init__` (transformers 5.18-5.25)."""
 
     def __init__(
         self,
@@ -254,7 +254,7 @@ class ManoStage(Swinv2Stage):
 
 
 class ManoEncoder(Swinv2Encoder):
-    """SwinV2 encoder of `ManoStage`s. Mirrors `Swinv2Encoder.__init__` (transformers 5.18-5.24)."""
+    """SwinV2 encoder of `ManoStage`s. Mirrors `Swinv2Encoder.__init__` (transformers 5.18-5.25)."""
 
     def __init__(self, config: ManoConfig, grid_size: tuple[int, int], pretrained_window_sizes=(0, 0, 0, 0)):
         nn.Module.__init__(self)
@@ -323,7 +323,7 @@ class ManoPreTrainedModel(Swinv2PreTrainedModel):
 
 
 class ManoModel(ManoPreTrainedModel, Swinv2Model):
-    """The bare MANO encoder. Mirrors `Swinv2Model.__init__` (transformers 5.18-5.24); forward is `Swinv2Model.forward`."""
+    """The bare MANO encoder. Mirrors `Swinv2Model.__init__` (transformers 5.18-5.25); forward is `Swinv2Model.forward`."""
 
     def __init__(self, config: ManoConfig, add_pooling_layer: bool = True, use_mask_token: bool = False):
         super(Swinv2PreTrainedModel, self).__init__(config)
@@ -352,7 +352,7 @@ class ManoForImageClassification(ManoPreTrainedModel, Swinv2ForImageClassificati
 
 
 class ManoForMaskedImageModeling(ManoPreTrainedModel, Swinv2ForMaskedImageModeling):
-    """MANO with SimMIM's pixel decoder. Mirrors `Swinv2ForMaskedImageModeling.__init__` (transformers 5.18-5.24)."""
+    """MANO with SimMIM's pixel decoder. Mirrors `Swinv2ForMaskedImageModeling.__init__` (transformers 5.18-5.25)."""
 
     def __init__(self, config: ManoConfig):
         super(Swinv2PreTrainedModel, self).__init__(config)
@@ -366,7 +366,7 @@ class ManoForMaskedImageModeling(ManoPreTrainedModel, Swinv2ForMaskedImageModeli
 
 
 class ManoBackbone(ManoPreTrainedModel, Swinv2Backbone):
-    """MANO feature maps for detection and segmentation heads. Mirrors `Swinv2Backbone.__init__` (transformers 5.18-5.24)."""
+    """MANO feature maps for detection and segmentation heads. Mirrors `Swinv2Backbone.__init__` (transformers 5.18-5.25)."""
 
     def __init__(self, config: ManoConfig):
         super(Swinv2Backbone, self).__init__(config)  # BackboneMixin's set-up, skipping Swinv2Backbone's modules
