@@ -68,7 +68,9 @@ class ManoConfig(RemoteCodeConfigMixin, Swinv2Config):
     projector_init (`str`, *optional*, defaults to `"avg_pool_zero_up"`):
         `"avg_pool_zero_up"`: `down` averages each r x r patch, `up` is zero, so a model starts as (or, converted,
         stays exactly) its SwinV2 counterpart and training grows the far field. `"avg_pool_nearest_up"`: `up`
-        copies each coarse token to its children. `"random"`: PyTorch's default initialisation.
+        copies each coarse token to its children, so the far field is open from the first step: the better start
+        from scratch on tasks that need long-range context (Pathfinder at 64 and 128 px in `docs/fine_tuning.md`),
+        the slower one where windows suffice. `"random"`: PyTorch's default initialisation.
 
     Example:
 
