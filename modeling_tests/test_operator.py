@@ -25,6 +25,21 @@ from transformers_mano.models.mano_operator.modeling_mano_operator import (
     resample_grid,
     resampling_matrix,
 )
+from transformers_mano.models.mano_operator.window_kernel import (
+    fused_window_attention,
+    kernel_applies,
+    kernel_library,
+)
+
+
+KERNELS = ["torch", "fused"]
+
+
+def kernel_config(kernel: str) -> dict[str, str]:
+    """The config value that selects `kernel`; the fused kernel is skipped where this machine cannot build it."""
+    if kernel == "fused" and kernel_library() is None:
+        pytest.skip("no C++ compiler builds the fused window kernel here")
+    return {"attention_kernel": "auto" if kernel == "fused" else "torch"}
 
 
 def tiny_config(**overrides) -> ManoOperatorConfig:
@@ -73,9 +88,10 @@ def naive_window_attention(attention: ManoOperatorWindowAttention, grid: torch.T
     [(2, 1, 5, 6), (2, 2, 3, 3), (3, 2, 6, 7), (3, 1, 7, 4), (4, 1, 2, 3), (2, 1, 1, 1)],
     ids=["k2s1", "k2s2-odd", "k3s2-overhang", "k3s1", "grid-smaller-than-window", "single-point"],
 )
-def test_window_attention_matches_a_naive_loop(window_size, window_stride, height, width) -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_window_attention_matches_a_naive_loop(window_size, window_stride, height, width, kernel) -> None:
     torch.manual_seed(0)
-    config = tiny_config(window_size=window_size, window_stride=window_stride)
+    config = tiny_config(window_size=window_size, window_stride=window_stride, **kernel_config(kernel))
     attention = ManoOperatorWindowAttention(config).double()
     grid = torch.randn(2, height, width, 8, dtype=torch.float64)
     (output,) = attention([grid])
@@ -84,28 +100,97 @@ def test_window_attention_matches_a_naive_loop(window_size, window_stride, heigh
 
 
 @pytest.mark.parametrize("window_size, window_stride", [(2, 1), (3, 2)], ids=["k2s1", "k3s2-overhang"])
-def test_window_attention_gradients_match_the_naive_loop(window_size, window_stride) -> None:
-    """The tiled kernel's backward (gathers, scatter of the window probabilities) against autograd through the loop,
-    for the input and every parameter, on a grid whose tiles and windows overhang its edges."""
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_window_attention_gradients_match_the_naive_loop(window_size, window_stride, kernel) -> None:
+    """Each path's backward (the tiled one's gathers and scatter of the window probabilities; the fused kernel's
+    hand-written two passes) against autograd through the loop, for the input and every parameter, on a grid whose
+    tiles and windows overhang its edges."""
     torch.manual_seed(0)
-    attention = ManoOperatorWindowAttention(tiny_config(window_size=window_size, window_stride=window_stride)).double()
+    config = tiny_config(window_size=window_size, window_stride=window_stride, **kernel_config(kernel))
+    attention = ManoOperatorWindowAttention(config).double()
     grid = torch.randn(2, 6, 7, 8, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(2, 6, 7, 8, dtype=torch.float64)
     inputs = [grid, *attention.parameters()]
     (output,) = attention([grid])
-    tiled = torch.autograd.grad((output * upstream).sum(), inputs)
+    fast = torch.autograd.grad((output * upstream).sum(), inputs)
     naive = torch.autograd.grad((naive_window_attention(attention, grid) * upstream).sum(), inputs)
-    for got, expected in zip(tiled, naive, strict=True):
+    for got, expected in zip(fast, naive, strict=True):
         # float64 sums of at most a few hundred terms in another order: see FLOAT64_ATOL
         torch.testing.assert_close(got, expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
-def test_window_attention_of_all_levels_at_once_equals_one_level_at_a_time() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_window_attention_of_all_levels_at_once_equals_one_level_at_a_time(kernel) -> None:
     torch.manual_seed(0)
-    attention = ManoOperatorWindowAttention(tiny_config()).double()
+    attention = ManoOperatorWindowAttention(tiny_config(**kernel_config(kernel))).double()
     grids = [torch.randn(2, side, side + 1, 8, dtype=torch.float64) for side in (9, 5, 3, 2, 1)]
     for output, grid in zip(attention(grids), grids, strict=True):
         torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_fused_kernel_equals_the_tiled_path_in_a_model(dtype) -> None:
+    """A whole operator (five levels at 20 x 20, trained-like weights: not the init) through both paths, outputs
+    and every parameter's gradient."""
+    if kernel_library() is None:
+        pytest.skip("no C++ compiler builds the fused window kernel here")
+    torch.manual_seed(0)
+    model = ManoOperatorModel(tiny_config(attention_kernel="torch")).to(dtype)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    inputs, labels = fields(2, 20).to(dtype), fields(2, 20, seed=1).to(dtype)
+    results = []
+    for kernel in ("torch", "auto"):
+        model.config.attention_kernel = kernel
+        model.zero_grad()
+        output = model(inputs, labels=labels)
+        output.loss.backward()
+        results.append([output.predictions.detach()] + [p.grad.clone() for p in model.parameters()])
+    # float64: sums of at most a few hundred terms in another order (see FLOAT64_ATOL). float32: unit roundoff 6e-8,
+    # the same sums through two blocks and their backward on values of order 1-10: errors of order 1e-5 at most,
+    # where a wrong mask or overlap weight moves outputs by O(0.1)
+    tolerance = dict(rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for tiled, fused in zip(*results, strict=True):
+        torch.testing.assert_close(fused, tiled, **tolerance)
+
+
+def test_fused_kernel_gives_the_same_bits_at_any_thread_count() -> None:
+    """Threads split the tokens; each value is summed by one thread in one order, so 1 and 3 threads agree exactly."""
+    if kernel_library() is None:
+        pytest.skip("no C++ compiler builds the fused window kernel here")
+    grids = [(9, 7, 9, 7), (5, 4, 5, 4), (1, 1, 2, 2)]
+    qkv = torch.randn(2, 9 * 7 + 5 * 4 + 1, 3 * 2 * 4, requires_grad=True, generator=torch.Generator().manual_seed(0))
+    upstream = torch.randn(2, qkv.shape[1], 8, generator=torch.Generator().manual_seed(1))
+    threads, results = torch.get_num_threads(), []
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            output = fused_window_attention(qkv, grids, heads=2, head_dim=4, window_size=2, window_stride=1)
+            results.append((output, torch.autograd.grad((output * upstream).sum(), qkv)[0]))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(one, three) for one, three in zip(*results, strict=True))
+
+
+def test_without_a_compiler_the_operator_keeps_the_tensor_path(monkeypatch, tmp_path) -> None:
+    """A build that fails leaves no file in the cache and no error: the same model runs, on the tensor path."""
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernel_library.cache_clear()
+    try:
+        assert kernel_library() is None
+        assert not kernel_applies(torch.zeros(1))
+        assert [path for path in tmp_path.rglob("*") if path.is_file()] == []
+        torch.manual_seed(0)
+        model = ManoOperatorModel(tiny_config())  # attention_kernel "auto"
+        reference = ManoOperatorModel(tiny_config(attention_kernel="torch"))
+        reference.load_state_dict(model.state_dict())
+        inputs = fields(2, 8)
+        assert torch.equal(model(inputs).predictions, reference(inputs).predictions)
+    finally:
+        monkeypatch.undo()
+        kernel_library.cache_clear()
 
 
 @pytest.mark.parametrize("side", [16, 32], ids=["16x16", "32x32"])
@@ -196,9 +281,10 @@ def test_relative_l2_and_loss() -> None:
     [({"window_stride": 3}, "window_stride"), ({"num_levels": 0}, "num_levels"), ({"num_levels": "many"}, "num_levels"),
      ({"positional_embedding": "sine"}, "positional_embedding"), ({"sampling_rate": 1}, "sampling_rate"),
      ({"output_std": 0.0}, "output_std"), ({"hidden_size": 0}, "hidden_size"),
-     ({"grid_layout": "cells"}, "grid_layout"), ({"attention_resolution": 1}, "attention_resolution")],
+     ({"grid_layout": "cells"}, "grid_layout"), ({"attention_resolution": 1}, "attention_resolution"),
+     ({"attention_kernel": "cuda"}, "attention_kernel")],
     ids=["stride>window", "zero-levels", "levels-string", "positional", "rate", "std", "width", "layout",
-         "attention-side"],
+         "attention-side", "kernel"],
 )  # fmt: skip
 def test_bad_config_values_name_the_field(overrides, field) -> None:
     with pytest.raises(StrictDataclassError, match=field):

@@ -23,7 +23,7 @@ from transformers_mano.remote_code import PUBLIC_API, RemoteCodeError, rewrite_s
 MANO_FILES = {"configuration_mano.py", "modeling_mano.py", "sdpa_attention_mano.py", "multipole.py",
               "configuration_swinv2.py", "modeling_swinv2.py", "compat.py", "remote_code.py"}  # fmt: skip
 OPERATOR_FILES = {"configuration_mano_operator.py", "modeling_mano_operator.py", "multipole.py", "remote_code.py",
-                  "config_validators.py"}
+                  "config_validators.py", "window_kernel.py"}
 
 
 def transformers_imports(path: Path) -> list[tuple[str, str]]:

@@ -7,6 +7,8 @@ alike, and each model's median step is reported with the ratios. Two references 
 - `mano-projections-only`: MANO with the attention core of every level replaced by its value projection (LayerNorm,
   the q/k/v and output projections, the projectors, the MLPs and everything else kept): the time of the model's
   matrix products and pointwise layers, which no attention kernel can go below;
+- `mano-tiled`: MANO on the attention's tensor path (`attention_kernel="torch"`), where `mano` takes the fused
+  CPU kernel (`window_kernel.py`) when it is built: the kernel's gain, side by side;
 - `mano-compiled` (with `compile=True`): MANO under `torch.compile` (inductor), after the compilation steps.
 """
 
@@ -75,6 +77,9 @@ def measure_step_times(
         for _ in range(warmup):
             floor_step()
     steppers["mano-projections-only"] = lambda: _in(projections_only, floor_step)
+    tiled = build_operator(DarcyModelArguments(**{**vars(model_args), "model": "mano"}))
+    tiled.config.attention_kernel = "torch"  # every layer reads the model's config
+    steppers["mano-tiled"] = _stepper(tiled, batch_size, resolution)
     compile_seconds = None
     if compile:
         compiled = torch.compile(build_operator(DarcyModelArguments(**{**vars(model_args), "model": "mano"})))

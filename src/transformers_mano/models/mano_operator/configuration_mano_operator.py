@@ -18,6 +18,7 @@ POSITIONAL_EMBEDDINGS: tuple[str, ...] = get_args(PositionalEmbedding)
 GridLayout = Literal["corners", "strided"]
 GRID_LAYOUTS: tuple[str, ...] = get_args(GridLayout)
 Restriction = Literal["sample", "linear", "average"]
+AttentionKernel = Literal["auto", "torch"]
 
 
 @strict
@@ -91,6 +92,11 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
         `"corners"`: at i / (n - 1), both ends included (`generate_darcy`); `"strided"`: at i / n, the first end
         kept and the last dropped, as grids subsampled by a stride are (the neuraloperator and PDEBench files, where
         the 16 x 16 grid is the 32 x 32 one's even points).
+    attention_kernel (`str`, *optional*, defaults to `"auto"`):
+        How the window attention runs; both compute the same function. `"auto"`: on the CPU in float32 or float64,
+        the fused kernel of `window_kernel.py` (compiled with the system's C++ compiler on first use; where none
+        builds, the tensor path); elsewhere the tensor path. `"torch"`: always the tensor path (batched products
+        over tiles of tokens), the reference.
     layer_norm_eps (`float`, *optional*, defaults to 1e-5):
         Epsilon of every LayerNorm.
     initializer_range (`float`, *optional*, defaults to 0.02):
@@ -134,6 +140,7 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
     attention_resolution: int | None = at_least(2)(default=None)
     attention_restriction: Restriction = "sample"
     grid_layout: GridLayout = "corners"
+    attention_kernel: AttentionKernel = "auto"
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     input_mean: float = 0.0

@@ -24,6 +24,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_mano_operator import ManoOperatorConfig
+from .window_kernel import fused_window_attention, kernel_applies
 from ...multipole import (
     MultipoleDownsample,
     MultipoleUpsample,
@@ -190,6 +191,7 @@ class ManoOperatorWindowAttention(nn.Module):
 
     def __init__(self, config: ManoOperatorConfig) -> None:
         super().__init__()
+        self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.window_size = config.window_size
@@ -316,27 +318,46 @@ class ManoOperatorWindowAttention(nn.Module):
         Returns:
             per level, (B, h_l, w_l, C).
 
+        One LayerNorm and QKV projection over the tokens of every level, the attention (the fused kernel of
+        `window_kernel.py` where `config.attention_kernel` allows and it applies, else `_tiled_attention`), one
+        output projection.
+        """
+        batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
+        sizes = tuple((grid.shape[1], grid.shape[2]) for grid in grids)
+        tokens = torch.cat([grid.reshape(batch_size, -1, channels) for grid in grids], dim=1)  # B, T, C
+        # the query scale folded into the projection's weights
+        inner, scale = self.num_heads * self.head_dim, self.head_dim**-0.5
+        qkv_scale = torch.cat([self.qkv.weight.new_full((inner,), scale), self.qkv.weight.new_ones(2 * inner)])
+        qkv = F.linear(self.norm(tokens), self.qkv.weight * qkv_scale[:, None], self.qkv.bias * qkv_scale)  # B, T, 3 * inner
+        if self.config.attention_kernel == "auto" and kernel_applies(qkv):
+            padded = [(h, w, self._padded_side(h), self._padded_side(w)) for h, w in sizes]
+            attended = fused_window_attention(
+                qkv, padded, self.num_heads, self.head_dim, self.window_size, self.window_stride
+            )  # B, T, inner
+        else:
+            attended = self._tiled_attention(qkv, sizes)
+        output = self.proj(attended)  # B, T, C
+        return [
+            level.view(batch_size, height, width, channels)
+            for level, (height, width) in zip(output.split([h * w for h, w in sizes], dim=1), sizes)
+        ]
+
+    def _tiled_attention(self, qkv: torch.Tensor, sizes: tuple[tuple[int, int], ...]) -> torch.Tensor:
+        """(B, T, 3 * inner) -> (B, T, inner): the attention in tensor operations, over tiles (`WindowTables`).
+
         Per tile and head: scores of the m^2 queries against the H^2 halo keys (one batched product); from them
         each query's role a takes the k^2 scores of its window and a softmax; the probabilities of the roles the
         token really has are averaged (the overlap average) into a sparse (m^2, H^2) weight matrix, which gathers
         the halo values (one batched product).
         """
-        batch_size, channels = grids[0].shape[0], grids[0].shape[-1]
+        batch_size, num_tokens = qkv.shape[:2]
         heads, head_dim, roles, m2 = self.num_heads, self.head_dim, self.window_size**2, self.tile_size**2
         inner, rows = heads * head_dim, batch_size * heads
-        sizes = tuple((grid.shape[1], grid.shape[2]) for grid in grids)
-        tables = self.window_tables(sizes, grids[0].device, grids[0].dtype)
+        tables = self.window_tables(sizes, qkv.device, qkv.dtype)
         num_slots = tables.queries.numel()  # n_tiles * m^2
         num_tiles = num_slots // m2
         halo_size = tables.halo.numel() // num_tiles  # H^2
-        tokens = torch.cat([grid.reshape(batch_size, -1, channels) for grid in grids], dim=1)  # B, T, C
-        num_tokens = tokens.shape[1]
-
-        # One QKV projection (the query scale folded into its weights), laid out (B * heads, T, d) before the
-        # gathers: rows of one head's values.
-        scale = head_dim**-0.5
-        qkv_scale = torch.cat([self.qkv.weight.new_full((inner,), scale), self.qkv.weight.new_ones(2 * inner)])
-        qkv = F.linear(self.norm(tokens), self.qkv.weight * qkv_scale[:, None], self.qkv.bias * qkv_scale)
+        # laid out (B * heads, T, d) before the gathers: rows of one head's values
         qkv = qkv.view(batch_size, num_tokens, 3, heads, head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).reshape(3, rows, num_tokens, head_dim).unbind(0)
         query = query.index_select(1, tables.queries).view(rows * num_tiles, m2, head_dim)
@@ -351,12 +372,7 @@ class ManoOperatorWindowAttention(nn.Module):
         weights = scores.new_zeros(scores.shape).index_add_(1, tables.pairs, probs.view(rows, -1))
         attended = torch.bmm(weights.view(rows * num_tiles, m2, halo_size), value)  # B * heads * n_tiles, m^2, d
         attended = attended.view(rows, num_slots, head_dim).index_select(1, tables.tokens)
-        attended = attended.view(batch_size, heads, num_tokens, head_dim).transpose(1, 2)
-        output = self.proj(attended.reshape(batch_size, num_tokens, inner))  # B, T, C
-        return [
-            level.view(batch_size, height, width, channels)
-            for level, (height, width) in zip(output.split([h * w for h, w in sizes], dim=1), sizes)
-        ]
+        return attended.view(batch_size, heads, num_tokens, head_dim).transpose(1, 2).reshape(batch_size, num_tokens, inner)
 
 
 class ManoOperatorFeedForward(nn.Module):

@@ -1,0 +1,388 @@
+"""A fused CPU kernel of the operator's overlapping-window attention, compiled on first use.
+
+The attention of `ManoOperatorWindowAttention` gives token x, for every k x k window (stride s) that holds it, a
+softmax over that window's keys, and averages those windows' outputs:
+
+    out(x) = sum_n w_n(x) v(x + n),    w_n(x) = 1/|A(x)| sum_{a in A(x)} softmax_{b in W_a(x)}(q(x) . k(x + b - a))[n]
+
+with A(x) the offsets a at which x sits in a window of the (padded) grid, W_a(x) that window's keys on the grid and
+n = b - a one of the (2k - 1)^2 neighbour offsets. Per query that is (2k - 1)^2 dot products, k^2 softmaxes of k^2
+values and one weighted sum: a few hundred multiply-adds per head, far less than what moving tiles, halos and score
+tables through memory costs in tensor operations. So the kernel runs it in one pass over the q/k/v projection as
+the linear layer writes it, (B, T, 3, heads, d), and writes (B, T, heads, d) for the output projection:
+
+- forward: per query and head, the neighbour scores, the role softmaxes, the weights w_n and the weighted sum;
+- backward, pass 1 (per query): the scores again, dL/dw_n = dout . v(x + n), each role's softmax derivative summed
+  into dL/dscore_n, dq = sum_n dL/dscore_n k(x + n); the weights and score gradients kept per query;
+- backward, pass 2 (per key y): dk(y) = sum_n dL/dscore_n(y - n) q(y - n) and dv(y) = sum_n w_n(y - n) dout(y - n),
+  gathered from the queries that read y, so no two threads write one value.
+
+It is plain C++ with `std::thread`, no torch headers (it builds in about a second with the system's C++ compiler),
+loaded with `ctypes`, float32 and float64. Where no compiler is found or the build fails, `kernel_library()` is
+None and the attention keeps its tensor path, which stays the reference the tests compare against.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_SOURCE = r"""
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct Geometry {  // the concatenated grids of one call
+  int64_t batch, tokens, heads, dim, window, stride, num_grids;
+  const int64_t* grids;  // per grid: height, width, padded height, padded width, first token
+};
+
+bool has_role(int64_t start, int64_t padded, int64_t window, int64_t stride) {
+  return start >= 0 && start <= padded - window && start % stride == 0;
+}
+
+// What one token's attention reads, the same for every image and head: its neighbours on the grid (index n into
+// the (2k - 1)^2 offsets, and the token distance), and the windows holding it with the neighbours each one sees.
+struct Stencil {
+  int64_t side, count = 0, roles = 0;
+  std::vector<int64_t> index, distance, role_size, role_keys;  // role_keys[r * k^2 + i]: a position in index
+  std::vector<int64_t> slot;  // per offset n, its position in index, or -1 off the grid
+  explicit Stencil(int64_t k) : side(2 * k - 1), index(side * side), distance(side * side), role_size(k * k),
+                                role_keys(k * k * k * k), slot(side * side) {}
+  void build(const Geometry& g, int64_t token) {
+    const int64_t k = g.window;
+    const int64_t* grid = g.grids;
+    for (int64_t i = 0; i < g.num_grids; ++i, grid += 5)
+      if (token - grid[4] < grid[0] * grid[1]) break;
+    const int64_t local = token - grid[4], y = local / grid[1], x = local % grid[1], height = grid[0], width = grid[1];
+    std::fill(slot.begin(), slot.end(), -1);
+    count = 0;
+    for (int64_t oy = -(k - 1); oy < k; ++oy)
+      for (int64_t ox = -(k - 1); ox < k; ++ox)
+        if (y + oy >= 0 && y + oy < height && x + ox >= 0 && x + ox < width) {
+          int64_t n = (oy + k - 1) * side + (ox + k - 1);
+          slot[n] = count;
+          index[count] = n;
+          distance[count++] = oy * width + ox;
+        }
+    roles = 0;
+    for (int64_t ay = 0; ay < k; ++ay)
+      for (int64_t ax = 0; ax < k; ++ax) {
+        if (!has_role(y - ay, grid[2], k, g.stride) || !has_role(x - ax, grid[3], k, g.stride)) continue;
+        int64_t size = 0;
+        for (int64_t by = 0; by < k; ++by)
+          for (int64_t bx = 0; bx < k; ++bx) {
+            int64_t key = slot[(by - ay + k - 1) * side + (bx - ax + k - 1)];
+            if (key >= 0) role_keys[roles * k * k + size++] = key;  // keys off the grid are masked
+          }
+        role_size[roles++] = size;
+      }
+  }
+};
+
+std::vector<Stencil> stencils(const Geometry& g) {  // one per token, shared by the images of the batch
+  std::vector<Stencil> all(g.tokens, Stencil(g.window));
+  for (int64_t token = 0; token < g.tokens; ++token) all[token].build(g, token);
+  return all;
+}
+
+template <class F> void parallel(int64_t n, int threads, F body) {
+  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, n));
+  if (threads == 1) { body(0, n); return; }
+  std::vector<std::thread> pool;
+  int64_t chunk = (n + threads - 1) / threads;
+  for (int t = 1; t < threads; ++t) {
+    int64_t begin = t * chunk, end = std::min(n, begin + chunk);
+    if (begin < end) pool.emplace_back(body, begin, end);
+  }
+  body(0, std::min(n, chunk));
+  for (auto& thread : pool) thread.join();
+}
+
+// Products over one head's width: D is that width where the kernel was instantiated for it (0: only known at run
+// time), so that the loops unroll and the sums stay in registers.
+template <int D, class T> inline T dot(const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)  // vector lanes summed at the end (-fopenmp-simd: no OpenMP runtime)
+  for (int64_t i = 0; i < (D ? D : n); ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+template <class T, int D> struct Sum {  // a vector of one head's width being accumulated
+  T local[D > 0 ? D : 1];
+  std::vector<T> heap;
+  int64_t len;
+  explicit Sum(int64_t n) : heap(D > 0 ? 0 : n), len(D ? D : n) {}
+  T* data() {
+    if constexpr (D > 0) return local; else return heap.data();
+  }
+  void zero() { T* s = data(); for (int64_t i = 0; i < (D ? D : len); ++i) s[i] = 0; }
+  void add(T alpha, const T* __restrict__ x) {
+    T* s = data();
+#pragma omp simd
+    for (int64_t i = 0; i < (D ? D : len); ++i) s[i] += alpha * x[i];
+  }
+  void store(T* __restrict__ out) { T* s = data(); for (int64_t i = 0; i < (D ? D : len); ++i) out[i] = s[i]; }
+};
+
+// One query and head: the weights w of its neighbours (position i of the stencil) from their scores; with
+// grad_weight (backward), the loss gradient of each neighbour score into grad_score. Each window's softmax shares
+// the exponentials exp(score - max over all neighbours); a window whose terms all underflow takes its own max.
+template <class T>
+void neighbour_weights(const Stencil& st, const T* score, T* exps, T* prob, T* weight, const T* grad_weight,
+                       T* grad_score, int64_t k2) {
+  for (int64_t i = 0; i < st.count; ++i) weight[i] = 0;
+  if (grad_score)
+    for (int64_t i = 0; i < st.count; ++i) grad_score[i] = 0;
+  if (st.roles == 0) return;
+  T top = -INFINITY;
+  for (int64_t i = 0; i < st.count; ++i) top = std::max(top, score[i]);
+  for (int64_t i = 0; i < st.count; ++i) exps[i] = std::exp(score[i] - top);
+  const T role_weight = (T)(1.0 / (double)st.roles);
+  for (int64_t r = 0; r < st.roles; ++r) {
+    const int64_t* keys = st.role_keys.data() + r * k2;
+    const int64_t size = st.role_size[r];
+    T total = 0;
+    for (int64_t j = 0; j < size; ++j) total += exps[keys[j]];
+    if (total >= std::numeric_limits<T>::min()) {
+      const T scale = 1 / total;
+      for (int64_t j = 0; j < size; ++j) prob[j] = exps[keys[j]] * scale;
+    } else {  // every term underflowed: this window's own max
+      T own = -INFINITY;
+      for (int64_t j = 0; j < size; ++j) own = std::max(own, score[keys[j]]);
+      total = 0;
+      for (int64_t j = 0; j < size; ++j) total += (prob[j] = std::exp(score[keys[j]] - own));
+      for (int64_t j = 0; j < size; ++j) prob[j] /= total;
+    }
+    for (int64_t j = 0; j < size; ++j) weight[keys[j]] += prob[j] * role_weight;
+    if (!grad_score) continue;
+    T mean = 0;  // the softmax's derivative: p_j (dw_j - sum_i p_i dw_i), the window's share role_weight
+    for (int64_t j = 0; j < size; ++j) mean += prob[j] * grad_weight[keys[j]];
+    for (int64_t j = 0; j < size; ++j) grad_score[keys[j]] += prob[j] * role_weight * (grad_weight[keys[j]] - mean);
+  }
+}
+
+template <class T, int D> void forward(const Geometry& g, const T* qkv, T* out, int threads) {
+  const int64_t dim = D ? D : g.dim;
+  const int64_t k = g.window, row = 3 * g.heads * dim, hd = g.heads * dim;
+  const int64_t side = 2 * k - 1;
+  const std::vector<Stencil> stencil = stencils(g);
+  parallel(g.batch * g.tokens, threads, [&](int64_t begin, int64_t end) {
+    std::vector<T> score(side * side), exps(side * side), weight(side * side), prob(k * k);
+    Sum<T, D> o(dim);
+    for (int64_t item = begin; item < end; ++item) {
+      const Stencil& st = stencil[item % g.tokens];
+      for (int64_t head = 0; head < g.heads; ++head) {
+        const T* q = qkv + item * row + head * dim;
+        for (int64_t i = 0; i < st.count; ++i) score[i] = dot<D>(q, q + st.distance[i] * row + hd, dim);
+        neighbour_weights<T>(st, score.data(), exps.data(), prob.data(), weight.data(), nullptr, nullptr, k * k);
+        o.zero();
+        for (int64_t i = 0; i < st.count; ++i) o.add(weight[i], q + st.distance[i] * row + 2 * hd);
+        o.store(out + (item * g.heads + head) * dim);
+      }
+    }
+  });
+}
+
+template <class T, int D>
+void backward(const Geometry& g, const T* qkv, const T* grad_out, T* grad_qkv, T* weights, T* grad_scores, int threads) {
+  const int64_t dim = D ? D : g.dim;
+  const int64_t k = g.window, side = 2 * k - 1, row = 3 * g.heads * dim, hd = g.heads * dim;
+  const std::vector<Stencil> stencil = stencils(g);
+  parallel(g.batch * g.tokens, threads, [&](int64_t begin, int64_t end) {  // pass 1: per query
+    std::vector<T> score(side * side), exps(side * side), weight(side * side), grad_weight(side * side),
+        grad_score(side * side), prob(k * k);
+    Sum<T, D> d_query(dim);
+    for (int64_t item = begin; item < end; ++item) {
+      const Stencil& st = stencil[item % g.tokens];
+      for (int64_t head = 0; head < g.heads; ++head) {
+        const T* q = qkv + item * row + head * dim;
+        const T* d_out = grad_out + (item * g.heads + head) * dim;
+        for (int64_t i = 0; i < st.count; ++i) {
+          score[i] = dot<D>(q, q + st.distance[i] * row + hd, dim);
+          grad_weight[i] = dot<D>(d_out, q + st.distance[i] * row + 2 * hd, dim);
+        }
+        neighbour_weights<T>(st, score.data(), exps.data(), prob.data(), weight.data(), grad_weight.data(),
+                             grad_score.data(), k * k);
+        T* saved_weight = weights + (item * g.heads + head) * side * side;
+        T* saved_grad = grad_scores + (item * g.heads + head) * side * side;
+        std::fill(saved_weight, saved_weight + side * side, (T)0);
+        std::fill(saved_grad, saved_grad + side * side, (T)0);
+        d_query.zero();
+        for (int64_t i = 0; i < st.count; ++i) {
+          saved_weight[st.index[i]] = weight[i];
+          saved_grad[st.index[i]] = grad_score[i];
+          d_query.add(grad_score[i], q + st.distance[i] * row + hd);
+        }
+        d_query.store(grad_qkv + item * row + head * dim);
+      }
+    }
+  });
+  parallel(g.batch * g.tokens, threads, [&](int64_t begin, int64_t end) {  // pass 2: per key, from its readers
+    Sum<T, D> d_key(dim), d_value(dim);
+    for (int64_t item = begin; item < end; ++item) {
+      const Stencil& st = stencil[item % g.tokens];  // symmetric: the neighbours of y are the queries reading y
+      for (int64_t head = 0; head < g.heads; ++head) {
+        d_key.zero();
+        d_value.zero();
+        for (int64_t i = 0; i < st.count; ++i) {
+          int64_t reader = item + st.distance[i], n = side * side - 1 - st.index[i];  // its offset to y: -n
+          int64_t at = (reader * g.heads + head) * side * side + n;
+          d_key.add(grad_scores[at], qkv + reader * row + head * dim);
+          d_value.add(weights[at], grad_out + (reader * g.heads + head) * dim);
+        }
+        d_key.store(grad_qkv + item * row + hd + head * dim);
+        d_value.store(grad_qkv + item * row + 2 * hd + head * dim);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+#define MANO_EXPORT(T, NAME)                                                                                     \
+  extern "C" void NAME##_forward(const int64_t* shape, const int64_t* grids, const T* qkv, T* out, int threads) { \
+    Geometry g{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], grids};                     \
+    switch (g.dim) {                                                                                             \
+      case 16: forward<T, 16>(g, qkv, out, threads); break;                                                      \
+      case 32: forward<T, 32>(g, qkv, out, threads); break;                                                      \
+      case 64: forward<T, 64>(g, qkv, out, threads); break;                                                      \
+      default: forward<T, 0>(g, qkv, out, threads);                                                              \
+    }                                                                                                            \
+  }                                                                                                              \
+  extern "C" void NAME##_backward(const int64_t* shape, const int64_t* grids, const T* qkv, const T* grad_out,    \
+                                  T* grad_qkv, T* weights, T* grad_scores, int threads) {                        \
+    Geometry g{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], grids};                     \
+    switch (g.dim) {                                                                                             \
+      case 16: backward<T, 16>(g, qkv, grad_out, grad_qkv, weights, grad_scores, threads); break;                \
+      case 32: backward<T, 32>(g, qkv, grad_out, grad_qkv, weights, grad_scores, threads); break;                \
+      case 64: backward<T, 64>(g, qkv, grad_out, grad_qkv, weights, grad_scores, threads); break;                \
+      default: backward<T, 0>(g, qkv, grad_out, grad_qkv, weights, grad_scores, threads);                        \
+    }                                                                                                            \
+  }
+
+MANO_EXPORT(float, mano_window_float32)
+MANO_EXPORT(double, mano_window_float64)
+"""
+
+_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
+          "-std=c++17", "-shared", "-fPIC", "-pthread")
+_SYMBOLS = {torch.float32: "mano_window_float32", torch.float64: "mano_window_float64"}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "transformers_mano" / "kernels"
+
+
+@functools.cache
+def kernel_library() -> ctypes.CDLL | None:
+    """The compiled kernel, built once per machine into `~/.cache/transformers_mano/kernels` (atomically: a build
+    that fails or is interrupted leaves nothing behind); None where it cannot be built or loaded, with the reason
+    logged once."""
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None or sys.platform == "win32":
+        logger.info("No C++ compiler found: MANO's operator attention runs on its tensor path.")
+        return None
+    # -march=native code is for this machine: the machine's name and processor go into the key with the source
+    key = hashlib.sha256("\0".join((_SOURCE, compiler, *_FLAGS, platform.machine(), platform.node(),
+                                    platform.processor())).encode()).hexdigest()[:16]  # fmt: skip
+    target = _cache_dir() / f"window_attention_{key}.so"
+    try:
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+                source, built = Path(scratch) / "window_attention.cpp", Path(scratch) / target.name
+                source.write_text(_SOURCE)
+                subprocess.run([compiler, *_FLAGS, str(source), "-o", str(built)], check=True, capture_output=True,
+                               text=True, timeout=300)  # fmt: skip
+                os.replace(built, target)
+        library = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as error:
+        details = getattr(error, "stderr", "") or error
+        logger.warning(f"MANO's window-attention kernel could not be built ({details}); using the tensor path.")
+        return None
+    pointer, array = ctypes.c_void_p, ctypes.c_void_p
+    for name in _SYMBOLS.values():
+        getattr(library, f"{name}_forward").argtypes = [array, array, pointer, pointer, ctypes.c_int]
+        getattr(library, f"{name}_backward").argtypes = [array, array, pointer, pointer, pointer, pointer, pointer,
+                                                         ctypes.c_int]  # fmt: skip
+    return library
+
+
+def kernel_applies(tensor: torch.Tensor) -> bool:
+    """Whether the compiled kernel can run on `tensor`: on the CPU, float32 or float64, and built on this machine."""
+    return tensor.device.type == "cpu" and tensor.dtype in _SYMBOLS and kernel_library() is not None
+
+
+class _WindowAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, shape: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+        batch_size, num_tokens, heads, head_dim = (int(v) for v in shape[:4])
+        output = qkv.new_empty(batch_size, num_tokens, heads, head_dim)
+        getattr(kernel_library(), f"{_SYMBOLS[qkv.dtype]}_forward")(
+            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(), torch.get_num_threads()
+        )
+        ctx.save_for_backward(qkv, shape, grids)
+        return output
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        qkv, shape, grids = ctx.saved_tensors
+        grad_output = grad_output.contiguous()
+        neighbours = (2 * int(shape[4]) - 1) ** 2
+        grad_qkv = torch.empty_like(qkv)
+        weights = qkv.new_empty(*grad_output.shape[:3], neighbours)  # B, T, heads, (2k - 1)^2
+        grad_scores = torch.empty_like(weights)
+        getattr(kernel_library(), f"{_SYMBOLS[qkv.dtype]}_backward")(
+            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), grad_output.data_ptr(), grad_qkv.data_ptr(),
+            weights.data_ptr(), grad_scores.data_ptr(), torch.get_num_threads(),
+        )  # fmt: skip
+        return grad_qkv, None, None
+
+
+def fused_window_attention(
+    qkv: torch.Tensor, grids: list[tuple[int, int, int, int]], heads: int, head_dim: int, window_size: int,
+    window_stride: int,
+) -> torch.Tensor:  # fmt: skip
+    """Overlapping-window attention of every grid's tokens (see the module docstring), differentiable.
+
+    Args:
+        qkv: (B, T, 3 * heads * head_dim), the queries (scale folded in), keys and values of the tokens of every
+            grid concatenated row-major, as the QKV projection writes them.
+        grids: per grid, (height, width, padded height, padded width): its windows start on the stride inside the
+            padded grid, and keys off the grid are masked.
+
+    Returns:
+        (B, T, heads * head_dim), each token's average over its windows.
+    """
+    batch_size, num_tokens = qkv.shape[:2]
+    firsts = [sum(h * w for h, w, _, _ in grids[:index]) for index in range(len(grids))]
+    if firsts[-1] + grids[-1][0] * grids[-1][1] != num_tokens or qkv.shape[2] != 3 * heads * head_dim:
+        raise ValueError(f"qkv of shape {tuple(qkv.shape)} does not hold {heads} heads of {head_dim} for grids {grids}")
+    shape = torch.tensor([batch_size, num_tokens, heads, head_dim, window_size, window_stride, len(grids)])
+    table = torch.tensor([[*grid, first] for grid, first in zip(grids, firsts)]).flatten()
+    output = _WindowAttention.apply(qkv.contiguous(), shape, table)
+    return output.view(batch_size, num_tokens, heads * head_dim)
+
+
+__all__ = ["fused_window_attention", "kernel_applies", "kernel_library"]
