@@ -553,9 +553,9 @@ def test_step_times_of_the_three_operators_side_by_side() -> None:
     forward = ManoOperatorWindowAttention.forward
     tiny = DarcyModelArguments(hidden_size=8, num_layers=1, num_heads=2)
     results = measure_step_times(batch_size=2, resolution=8, repeats=2, warmup=1, model_args=tiny)
-    assert set(results["median_ms"]) == {"mano", "fno", "vit", "mano-projections-only"}
+    assert set(results["median_ms"]) == {"mano", "fno", "vit", "mano-projections-only", "mano-tiled"}
     assert all(value > 0 for value in results["median_ms"].values())
-    assert set(results["ratios"]) == {"mano/fno", "mano/vit", "mano/mano-projections-only"}
+    assert set(results["ratios"]) == {"mano/fno", "mano/vit", "mano/mano-projections-only", "mano/mano-tiled"}
     for name in ("mano", "fno", "vit"):  # the models timed are those train_darcy.py builds
         built = build_operator(DarcyModelArguments(**{**vars(tiny), "model": name}))
         assert results["models"][name]["parameters"] == count_parameters(built)
