@@ -328,7 +328,8 @@ class ManoOperatorWindowAttention(nn.Module):
         # the query scale folded into the projection's weights
         inner, scale = self.num_heads * self.head_dim, self.head_dim**-0.5
         qkv_scale = torch.cat([self.qkv.weight.new_full((inner,), scale), self.qkv.weight.new_ones(2 * inner)])
-        qkv = F.linear(self.norm(tokens), self.qkv.weight * qkv_scale[:, None], self.qkv.bias * qkv_scale)  # B, T, 3 * inner
+        qkv_weight, qkv_bias = self.qkv.weight * qkv_scale[:, None], self.qkv.bias * qkv_scale
+        qkv = F.linear(self.norm(tokens), qkv_weight, qkv_bias)  # B, T, 3 * inner
         if self.config.attention_kernel == "auto" and kernel_applies(qkv):
             padded = [(h, w, self._padded_side(h), self._padded_side(w)) for h, w in sizes]
             attended = fused_window_attention(
@@ -372,7 +373,8 @@ class ManoOperatorWindowAttention(nn.Module):
         weights = scores.new_zeros(scores.shape).index_add_(1, tables.pairs, probs.view(rows, -1))
         attended = torch.bmm(weights.view(rows * num_tiles, m2, halo_size), value)  # B * heads * n_tiles, m^2, d
         attended = attended.view(rows, num_slots, head_dim).index_select(1, tables.tokens)
-        return attended.view(batch_size, heads, num_tokens, head_dim).transpose(1, 2).reshape(batch_size, num_tokens, inner)
+        attended = attended.view(batch_size, heads, num_tokens, head_dim).transpose(1, 2)
+        return attended.reshape(batch_size, num_tokens, inner)
 
 
 class ManoOperatorFeedForward(nn.Module):

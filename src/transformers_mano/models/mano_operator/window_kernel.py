@@ -143,96 +143,128 @@ template <class T, int D> struct Sum {  // a vector of one head's width being ac
   void store(T* __restrict__ out) { T* s = data(); for (int64_t i = 0; i < (D ? D : len); ++i) out[i] = s[i]; }
 };
 
-// One query and head: the weights w of its neighbours (position i of the stencil) from their scores; with
-// grad_weight (backward), the loss gradient of each neighbour score into grad_score. Each window's softmax shares
-// the exponentials exp(score - max over all neighbours); a window whose terms all underflow takes its own max.
-template <class T>
-void neighbour_weights(const Stencil& st, const T* score, T* exps, T* prob, T* weight, const T* grad_weight,
-                       T* grad_score, int64_t k2) {
-  for (int64_t i = 0; i < st.count; ++i) weight[i] = 0;
+// One query, all heads at once (every array [stencil position i][head h], H heads): the weights w of its neighbours
+// from their scores; with grad_weight (backward), the loss gradient of each neighbour score into grad_score. Each
+// window's softmax shares exp(score - the head's max over all neighbours); a window in which some head's terms all
+// underflow takes its own max. scratch: (k^2 + 3) H values.
+template <class T, int HEADS>
+void neighbour_weights_of(const Stencil& st, int64_t heads, const T* score, T* exps, T* weight, const T* grad_weight,
+                          T* grad_score, T* scratch, int64_t k2) {
+  const int64_t H = HEADS ? HEADS : heads;  // known at compile time for the common head counts
+  T *prob = scratch, *top = prob + k2 * H, *total = top + H, *mean = total + H;
+  for (int64_t j = 0; j < st.count * H; ++j) weight[j] = 0;
   if (grad_score)
-    for (int64_t i = 0; i < st.count; ++i) grad_score[i] = 0;
+    for (int64_t j = 0; j < st.count * H; ++j) grad_score[j] = 0;
   if (st.roles == 0) return;
-  T top = -INFINITY;
-  for (int64_t i = 0; i < st.count; ++i) top = std::max(top, score[i]);
-  for (int64_t i = 0; i < st.count; ++i) exps[i] = std::exp(score[i] - top);
+  for (int64_t h = 0; h < H; ++h) top[h] = -INFINITY;
+  for (int64_t i = 0; i < st.count; ++i)
+    for (int64_t h = 0; h < H; ++h) top[h] = std::max(top[h], score[i * H + h]);
+  for (int64_t i = 0; i < st.count; ++i)
+    for (int64_t h = 0; h < H; ++h) exps[i * H + h] = std::exp(score[i * H + h] - top[h]);
   const T role_weight = (T)(1.0 / (double)st.roles);
   for (int64_t r = 0; r < st.roles; ++r) {
     const int64_t* keys = st.role_keys.data() + r * k2;
     const int64_t size = st.role_size[r];
-    T total = 0;
-    for (int64_t j = 0; j < size; ++j) total += exps[keys[j]];
-    if (total >= std::numeric_limits<T>::min()) {
-      const T scale = 1 / total;
-      for (int64_t j = 0; j < size; ++j) prob[j] = exps[keys[j]] * scale;
-    } else {  // every term underflowed: this window's own max
-      T own = -INFINITY;
-      for (int64_t j = 0; j < size; ++j) own = std::max(own, score[keys[j]]);
-      total = 0;
-      for (int64_t j = 0; j < size; ++j) total += (prob[j] = std::exp(score[keys[j]] - own));
-      for (int64_t j = 0; j < size; ++j) prob[j] /= total;
+    for (int64_t h = 0; h < H; ++h) total[h] = 0;
+    for (int64_t j = 0; j < size; ++j)
+      for (int64_t h = 0; h < H; ++h) total[h] += exps[keys[j] * H + h];
+    bool underflow = false;
+    for (int64_t h = 0; h < H; ++h) underflow |= !(total[h] >= std::numeric_limits<T>::min());
+    if (!underflow) {
+      for (int64_t h = 0; h < H; ++h) total[h] = 1 / total[h];
+      for (int64_t j = 0; j < size; ++j)
+        for (int64_t h = 0; h < H; ++h) prob[j * H + h] = exps[keys[j] * H + h] * total[h];
+    } else {  // rare: every head of this window on its own max
+      for (int64_t h = 0; h < H; ++h) {
+        T own = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < size; ++j) own = std::max(own, score[keys[j] * H + h]);
+        for (int64_t j = 0; j < size; ++j) sum += (prob[j * H + h] = std::exp(score[keys[j] * H + h] - own));
+        for (int64_t j = 0; j < size; ++j) prob[j * H + h] /= sum;
+      }
     }
-    for (int64_t j = 0; j < size; ++j) weight[keys[j]] += prob[j] * role_weight;
+    for (int64_t j = 0; j < size; ++j)
+      for (int64_t h = 0; h < H; ++h) weight[keys[j] * H + h] += prob[j * H + h] * role_weight;
     if (!grad_score) continue;
-    T mean = 0;  // the softmax's derivative: p_j (dw_j - sum_i p_i dw_i), the window's share role_weight
-    for (int64_t j = 0; j < size; ++j) mean += prob[j] * grad_weight[keys[j]];
-    for (int64_t j = 0; j < size; ++j) grad_score[keys[j]] += prob[j] * role_weight * (grad_weight[keys[j]] - mean);
+    // the softmax's derivative: p_j (dw_j - sum_i p_i dw_i), times the window's share role_weight
+    for (int64_t h = 0; h < H; ++h) mean[h] = 0;
+    for (int64_t j = 0; j < size; ++j)
+      for (int64_t h = 0; h < H; ++h) mean[h] += prob[j * H + h] * grad_weight[keys[j] * H + h];
+    for (int64_t j = 0; j < size; ++j)
+      for (int64_t h = 0; h < H; ++h)
+        grad_score[keys[j] * H + h] += prob[j * H + h] * role_weight * (grad_weight[keys[j] * H + h] - mean[h]);
   }
 }
 
-template <class T, int D> void forward(const Geometry& g, const T* qkv, T* out, int threads) {
+template <class T>
+void neighbour_weights(const Stencil& st, int64_t heads, const T* score, T* exps, T* weight, const T* grad_weight,
+                       T* grad_score, T* scratch, int64_t k2) {
+  switch (heads) {
+    case 4: return neighbour_weights_of<T, 4>(st, heads, score, exps, weight, grad_weight, grad_score, scratch, k2);
+    case 8: return neighbour_weights_of<T, 8>(st, heads, score, exps, weight, grad_weight, grad_score, scratch, k2);
+    default: return neighbour_weights_of<T, 0>(st, heads, score, exps, weight, grad_weight, grad_score, scratch, k2);
+  }
+}
+
+template <class T, int D> void forward(const Geometry& g, const T* qkv, T* out, T* saved_scores, int threads) {
   const int64_t dim = D ? D : g.dim;
-  const int64_t k = g.window, row = 3 * g.heads * dim, hd = g.heads * dim;
-  const int64_t side = 2 * k - 1;
+  const int64_t k = g.window, side = 2 * k - 1, H = g.heads, row = 3 * H * dim, hd = H * dim;
   const std::vector<Stencil> stencil = stencils(g);
   parallel(g.batch * g.tokens, threads, [&](int64_t begin, int64_t end) {
-    std::vector<T> score(side * side), exps(side * side), weight(side * side), prob(k * k);
+    std::vector<T> score(side * side * H), exps(side * side * H), weight(side * side * H), scratch((k * k + 3) * H);
     Sum<T, D> o(dim);
     for (int64_t item = begin; item < end; ++item) {
       const Stencil& st = stencil[item % g.tokens];
-      for (int64_t head = 0; head < g.heads; ++head) {
-        const T* q = qkv + item * row + head * dim;
-        for (int64_t i = 0; i < st.count; ++i) score[i] = dot<D>(q, q + st.distance[i] * row + hd, dim);
-        neighbour_weights<T>(st, score.data(), exps.data(), prob.data(), weight.data(), nullptr, nullptr, k * k);
+      const T* q = qkv + item * row;
+      for (int64_t i = 0; i < st.count; ++i)
+        for (int64_t h = 0; h < H; ++h)
+          score[i * H + h] = dot<D>(q + h * dim, q + st.distance[i] * row + hd + h * dim, dim);
+      if (saved_scores)  // for the backward, which then need not compute them again
+        std::copy(score.begin(), score.begin() + st.count * H, saved_scores + item * side * side * H);
+      neighbour_weights<T>(st, H, score.data(), exps.data(), weight.data(), nullptr, nullptr, scratch.data(), k * k);
+      for (int64_t h = 0; h < H; ++h) {
         o.zero();
-        for (int64_t i = 0; i < st.count; ++i) o.add(weight[i], q + st.distance[i] * row + 2 * hd);
-        o.store(out + (item * g.heads + head) * dim);
+        for (int64_t i = 0; i < st.count; ++i) o.add(weight[i * H + h], q + st.distance[i] * row + 2 * hd + h * dim);
+        o.store(out + (item * H + h) * dim);
       }
     }
   });
 }
 
 template <class T, int D>
-void backward(const Geometry& g, const T* qkv, const T* grad_out, T* grad_qkv, T* weights, T* grad_scores, int threads) {
+void backward(const Geometry& g, const T* qkv, const T* scores, const T* grad_out, T* grad_qkv, T* weights,
+              T* grad_scores, int threads) {
   const int64_t dim = D ? D : g.dim;
-  const int64_t k = g.window, side = 2 * k - 1, row = 3 * g.heads * dim, hd = g.heads * dim;
+  const int64_t k = g.window, side = 2 * k - 1, H = g.heads, row = 3 * H * dim, hd = H * dim;
   const std::vector<Stencil> stencil = stencils(g);
   parallel(g.batch * g.tokens, threads, [&](int64_t begin, int64_t end) {  // pass 1: per query
-    std::vector<T> score(side * side), exps(side * side), weight(side * side), grad_weight(side * side),
-        grad_score(side * side), prob(k * k);
+    std::vector<T> exps(side * side * H), weight(side * side * H), grad_weight(side * side * H),
+        grad_score(side * side * H), scratch((k * k + 3) * H);
     Sum<T, D> d_query(dim);
     for (int64_t item = begin; item < end; ++item) {
       const Stencil& st = stencil[item % g.tokens];
-      for (int64_t head = 0; head < g.heads; ++head) {
-        const T* q = qkv + item * row + head * dim;
-        const T* d_out = grad_out + (item * g.heads + head) * dim;
-        for (int64_t i = 0; i < st.count; ++i) {
-          score[i] = dot<D>(q, q + st.distance[i] * row + hd, dim);
-          grad_weight[i] = dot<D>(d_out, q + st.distance[i] * row + 2 * hd, dim);
+      const T* q = qkv + item * row;
+      const T* d_out = grad_out + item * hd;
+      for (int64_t i = 0; i < st.count; ++i)
+        for (int64_t h = 0; h < H; ++h)
+          grad_weight[i * H + h] = dot<D>(d_out + h * dim, q + st.distance[i] * row + 2 * hd + h * dim, dim);
+      const T* score = scores + item * side * side * H;  // the forward's, by stencil position and head
+      neighbour_weights<T>(st, H, score, exps.data(), weight.data(), grad_weight.data(), grad_score.data(),
+                           scratch.data(), k * k);
+      // kept by neighbour offset n and head, for the keys' pass
+      T* saved_weight = weights + item * side * side * H;
+      T* saved_grad = grad_scores + item * side * side * H;
+      std::fill(saved_weight, saved_weight + side * side * H, (T)0);
+      std::fill(saved_grad, saved_grad + side * side * H, (T)0);
+      for (int64_t i = 0; i < st.count; ++i)
+        for (int64_t h = 0; h < H; ++h) {
+          saved_weight[st.index[i] * H + h] = weight[i * H + h];
+          saved_grad[st.index[i] * H + h] = grad_score[i * H + h];
         }
-        neighbour_weights<T>(st, score.data(), exps.data(), prob.data(), weight.data(), grad_weight.data(),
-                             grad_score.data(), k * k);
-        T* saved_weight = weights + (item * g.heads + head) * side * side;
-        T* saved_grad = grad_scores + (item * g.heads + head) * side * side;
-        std::fill(saved_weight, saved_weight + side * side, (T)0);
-        std::fill(saved_grad, saved_grad + side * side, (T)0);
+      for (int64_t h = 0; h < H; ++h) {
         d_query.zero();
-        for (int64_t i = 0; i < st.count; ++i) {
-          saved_weight[st.index[i]] = weight[i];
-          saved_grad[st.index[i]] = grad_score[i];
-          d_query.add(grad_score[i], q + st.distance[i] * row + hd);
-        }
-        d_query.store(grad_qkv + item * row + head * dim);
+        for (int64_t i = 0; i < st.count; ++i)
+          d_query.add(grad_score[i * H + h], q + st.distance[i] * row + hd + h * dim);
+        d_query.store(grad_qkv + item * row + h * dim);
       }
     }
   });
@@ -240,47 +272,68 @@ void backward(const Geometry& g, const T* qkv, const T* grad_out, T* grad_qkv, T
     Sum<T, D> d_key(dim), d_value(dim);
     for (int64_t item = begin; item < end; ++item) {
       const Stencil& st = stencil[item % g.tokens];  // symmetric: the neighbours of y are the queries reading y
-      for (int64_t head = 0; head < g.heads; ++head) {
+      for (int64_t h = 0; h < H; ++h) {
         d_key.zero();
         d_value.zero();
         for (int64_t i = 0; i < st.count; ++i) {
           int64_t reader = item + st.distance[i], n = side * side - 1 - st.index[i];  // its offset to y: -n
-          int64_t at = (reader * g.heads + head) * side * side + n;
-          d_key.add(grad_scores[at], qkv + reader * row + head * dim);
-          d_value.add(weights[at], grad_out + (reader * g.heads + head) * dim);
+          int64_t at = (reader * side * side + n) * H + h;
+          d_key.add(grad_scores[at], qkv + reader * row + h * dim);
+          d_value.add(weights[at], grad_out + (reader * H + h) * dim);
         }
-        d_key.store(grad_qkv + item * row + hd + head * dim);
-        d_value.store(grad_qkv + item * row + 2 * hd + head * dim);
+        d_key.store(grad_qkv + item * row + hd + h * dim);
+        d_value.store(grad_qkv + item * row + 2 * hd + h * dim);
       }
     }
   });
 }
 
+template <class T> void forward_any(const int64_t* shape, const int64_t* grids, const T* qkv, T* out, T* scores,
+                                     int threads) {
+  Geometry g{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], grids};
+  switch (g.dim) {  // the common head widths unrolled
+    case 16: return forward<T, 16>(g, qkv, out, scores, threads);
+    case 32: return forward<T, 32>(g, qkv, out, scores, threads);
+    case 64: return forward<T, 64>(g, qkv, out, scores, threads);
+    default: return forward<T, 0>(g, qkv, out, scores, threads);
+  }
+}
+
+template <class T> void backward_any(const int64_t* shape, const int64_t* grids, const T* qkv, const T* scores,
+                                      const T* grad_out, T* grad_qkv, T* weights, T* grad_scores, int threads) {
+  Geometry g{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], grids};
+  switch (g.dim) {
+    case 16: return backward<T, 16>(g, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+    case 32: return backward<T, 32>(g, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+    case 64: return backward<T, 64>(g, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+    default: return backward<T, 0>(g, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+  }
+}
+
 }  // namespace
 
-#define MANO_EXPORT(T, NAME)                                                                                     \
-  extern "C" void NAME##_forward(const int64_t* shape, const int64_t* grids, const T* qkv, T* out, int threads) { \
-    Geometry g{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], grids};                     \
-    switch (g.dim) {                                                                                             \
-      case 16: forward<T, 16>(g, qkv, out, threads); break;                                                      \
-      case 32: forward<T, 32>(g, qkv, out, threads); break;                                                      \
-      case 64: forward<T, 64>(g, qkv, out, threads); break;                                                      \
-      default: forward<T, 0>(g, qkv, out, threads);                                                              \
-    }                                                                                                            \
-  }                                                                                                              \
-  extern "C" void NAME##_backward(const int64_t* shape, const int64_t* grids, const T* qkv, const T* grad_out,    \
-                                  T* grad_qkv, T* weights, T* grad_scores, int threads) {                        \
-    Geometry g{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], grids};                     \
-    switch (g.dim) {                                                                                             \
-      case 16: backward<T, 16>(g, qkv, grad_out, grad_qkv, weights, grad_scores, threads); break;                \
-      case 32: backward<T, 32>(g, qkv, grad_out, grad_qkv, weights, grad_scores, threads); break;                \
-      case 64: backward<T, 64>(g, qkv, grad_out, grad_qkv, weights, grad_scores, threads); break;                \
-      default: backward<T, 0>(g, qkv, grad_out, grad_qkv, weights, grad_scores, threads);                        \
-    }                                                                                                            \
-  }
-
-MANO_EXPORT(float, mano_window_float32)
-MANO_EXPORT(double, mano_window_float64)
+// shape: batch, tokens, heads, head width, window, stride, number of grids. scores (forward): nullptr, or where
+// to keep each query's neighbour scores for the backward, (B, T, (2k - 1)^2, heads).
+extern "C" {
+void mano_window_float32_forward(const int64_t* shape, const int64_t* grids, const float* qkv, float* out,
+                                 float* scores, int threads) {
+  forward_any<float>(shape, grids, qkv, out, scores, threads);
+}
+void mano_window_float64_forward(const int64_t* shape, const int64_t* grids, const double* qkv, double* out,
+                                 double* scores, int threads) {
+  forward_any<double>(shape, grids, qkv, out, scores, threads);
+}
+void mano_window_float32_backward(const int64_t* shape, const int64_t* grids, const float* qkv, const float* scores,
+                                  const float* grad_out, float* grad_qkv, float* weights, float* grad_scores,
+                                  int threads) {
+  backward_any<float>(shape, grids, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+}
+void mano_window_float64_backward(const int64_t* shape, const int64_t* grids, const double* qkv,
+                                  const double* scores, const double* grad_out, double* grad_qkv, double* weights,
+                                  double* grad_scores, int threads) {
+  backward_any<double>(shape, grids, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+}
+}
 """
 
 _FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
@@ -322,9 +375,9 @@ def kernel_library() -> ctypes.CDLL | None:
         return None
     pointer, array = ctypes.c_void_p, ctypes.c_void_p
     for name in _SYMBOLS.values():
-        getattr(library, f"{name}_forward").argtypes = [array, array, pointer, pointer, ctypes.c_int]
+        getattr(library, f"{name}_forward").argtypes = [array, array, pointer, pointer, pointer, ctypes.c_int]
         getattr(library, f"{name}_backward").argtypes = [array, array, pointer, pointer, pointer, pointer, pointer,
-                                                         ctypes.c_int]  # fmt: skip
+                                                         pointer, ctypes.c_int]  # fmt: skip
     return library
 
 
@@ -336,26 +389,29 @@ def kernel_applies(tensor: torch.Tensor) -> bool:
 class _WindowAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv: torch.Tensor, shape: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
-        batch_size, num_tokens, heads, head_dim = (int(v) for v in shape[:4])
+        batch_size, num_tokens, heads, head_dim, window_size = (int(v) for v in shape[:5])
         output = qkv.new_empty(batch_size, num_tokens, heads, head_dim)
+        # each query's neighbour scores, kept for the backward when there will be one
+        neighbours = (2 * window_size - 1) ** 2
+        scores = qkv.new_empty(batch_size, num_tokens, neighbours, heads) if ctx.needs_input_grad[0] else None
         getattr(kernel_library(), f"{_SYMBOLS[qkv.dtype]}_forward")(
-            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(), torch.get_num_threads()
-        )
-        ctx.save_for_backward(qkv, shape, grids)
+            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(),
+            None if scores is None else scores.data_ptr(), torch.get_num_threads(),
+        )  # fmt: skip
+        ctx.save_for_backward(qkv, scores, shape, grids)
         return output
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        qkv, shape, grids = ctx.saved_tensors
+        qkv, scores, shape, grids = ctx.saved_tensors
         grad_output = grad_output.contiguous()
-        neighbours = (2 * int(shape[4]) - 1) ** 2
         grad_qkv = torch.empty_like(qkv)
-        weights = qkv.new_empty(*grad_output.shape[:3], neighbours)  # B, T, heads, (2k - 1)^2
-        grad_scores = torch.empty_like(weights)
+        weights = torch.empty_like(scores)  # B, T, (2k - 1)^2, heads
+        grad_scores = torch.empty_like(scores)
         getattr(kernel_library(), f"{_SYMBOLS[qkv.dtype]}_backward")(
-            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), grad_output.data_ptr(), grad_qkv.data_ptr(),
-            weights.data_ptr(), grad_scores.data_ptr(), torch.get_num_threads(),
+            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), scores.data_ptr(), grad_output.data_ptr(),
+            grad_qkv.data_ptr(), weights.data_ptr(), grad_scores.data_ptr(), torch.get_num_threads(),
         )  # fmt: skip
         return grad_qkv, None, None
 
