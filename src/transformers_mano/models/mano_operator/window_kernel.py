@@ -46,6 +46,7 @@ _SOURCE = r"""
 #include <cstdint>
 #include <limits>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -143,18 +144,24 @@ template <class T, int D> struct Sum {  // a vector of one head's width being ac
   void store(T* __restrict__ out) { T* s = data(); for (int64_t i = 0; i < (D ? D : len); ++i) out[i] = s[i]; }
 };
 
-// One query, all heads at once (every array [stencil position i][head h], H heads): the weights w of its neighbours
-// from their scores; with grad_weight (backward), the loss gradient of each neighbour score into grad_score. Each
-// window's softmax shares exp(score - the head's max over all neighbours); a window in which some head's terms all
-// underflow takes its own max. scratch: (k^2 + 3) H values.
+template <class F> void with_heads(int64_t heads, F body) {  // the common head counts known at compile time
+  switch (heads) {
+    case 4: return body(std::integral_constant<int, 4>{});
+    case 8: return body(std::integral_constant<int, 8>{});
+    default: return body(std::integral_constant<int, 0>{});
+  }
+}
+
+// One query, all heads at once (arrays [stencil position i][head h], H heads): the weight w of each neighbour, the
+// windows' softmaxes averaged. The softmaxes share exp(score - the head's max over all neighbours); a window in which
+// some head's terms all underflow takes its own max. With probs, each window's probabilities are kept there,
+// [window r][its key j][head h], for the backward. scratch: (k^2 + 2) H values.
 template <class T, int HEADS>
-void neighbour_weights_of(const Stencil& st, int64_t heads, const T* score, T* exps, T* weight, const T* grad_weight,
-                          T* grad_score, T* scratch, int64_t k2) {
-  const int64_t H = HEADS ? HEADS : heads;  // known at compile time for the common head counts
-  T *prob = scratch, *top = prob + k2 * H, *total = top + H, *mean = total + H;
+void window_weights(const Stencil& st, int64_t heads, const T* score, T* exps, T* weight, T* probs, T* scratch,
+                    int64_t k2) {
+  const int64_t H = HEADS ? HEADS : heads;
+  T *prob = scratch, *top = prob + k2 * H, *total = top + H;
   for (int64_t j = 0; j < st.count * H; ++j) weight[j] = 0;
-  if (grad_score)
-    for (int64_t j = 0; j < st.count * H; ++j) grad_score[j] = 0;
   if (st.roles == 0) return;
   for (int64_t h = 0; h < H; ++h) top[h] = -INFINITY;
   for (int64_t i = 0; i < st.count; ++i)
@@ -165,6 +172,7 @@ void neighbour_weights_of(const Stencil& st, int64_t heads, const T* score, T* e
   for (int64_t r = 0; r < st.roles; ++r) {
     const int64_t* keys = st.role_keys.data() + r * k2;
     const int64_t size = st.role_size[r];
+    if (probs) prob = probs + r * k2 * H;
     for (int64_t h = 0; h < H; ++h) total[h] = 0;
     for (int64_t j = 0; j < size; ++j)
       for (int64_t h = 0; h < H; ++h) total[h] += exps[keys[j] * H + h];
@@ -184,33 +192,40 @@ void neighbour_weights_of(const Stencil& st, int64_t heads, const T* score, T* e
     }
     for (int64_t j = 0; j < size; ++j)
       for (int64_t h = 0; h < H; ++h) weight[keys[j] * H + h] += prob[j * H + h] * role_weight;
-    if (!grad_score) continue;
-    // the softmax's derivative: p_j (dw_j - sum_i p_i dw_i), times the window's share role_weight
+  }
+}
+
+// The backward of window_weights for one query, from the probabilities it kept: with grad_weight the loss gradient
+// of each neighbour weight, the gradient of each neighbour score, sum over windows of role_weight p_j (dw_j - sum_i
+// p_i dw_i). scratch: H values.
+template <class T, int HEADS>
+void score_gradients(const Stencil& st, int64_t heads, const T* probs, const T* grad_weight, T* grad_score,
+                     T* scratch, int64_t k2) {
+  const int64_t H = HEADS ? HEADS : heads;
+  T* mean = scratch;
+  for (int64_t j = 0; j < st.count * H; ++j) grad_score[j] = 0;
+  if (st.roles == 0) return;
+  const T role_weight = (T)(1.0 / (double)st.roles);
+  for (int64_t r = 0; r < st.roles; ++r) {
+    const int64_t* keys = st.role_keys.data() + r * k2;
+    const T* prob = probs + r * k2 * H;
     for (int64_t h = 0; h < H; ++h) mean[h] = 0;
-    for (int64_t j = 0; j < size; ++j)
+    for (int64_t j = 0; j < st.role_size[r]; ++j)
       for (int64_t h = 0; h < H; ++h) mean[h] += prob[j * H + h] * grad_weight[keys[j] * H + h];
-    for (int64_t j = 0; j < size; ++j)
+    for (int64_t j = 0; j < st.role_size[r]; ++j)
       for (int64_t h = 0; h < H; ++h)
         grad_score[keys[j] * H + h] += prob[j * H + h] * role_weight * (grad_weight[keys[j] * H + h] - mean[h]);
   }
 }
 
-template <class T>
-void neighbour_weights(const Stencil& st, int64_t heads, const T* score, T* exps, T* weight, const T* grad_weight,
-                       T* grad_score, T* scratch, int64_t k2) {
-  switch (heads) {
-    case 4: return neighbour_weights_of<T, 4>(st, heads, score, exps, weight, grad_weight, grad_score, scratch, k2);
-    case 8: return neighbour_weights_of<T, 8>(st, heads, score, exps, weight, grad_weight, grad_score, scratch, k2);
-    default: return neighbour_weights_of<T, 0>(st, heads, score, exps, weight, grad_weight, grad_score, scratch, k2);
-  }
-}
-
-template <class T, int D> void forward(const Geometry& g, const T* qkv, T* out, T* saved_scores, int threads) {
+// probs, weights: nullptr (no backward to come), or where to keep each query's window probabilities,
+// (B, T, k^2, k^2, heads), and neighbour weights by offset n, (B, T, (2k - 1)^2, heads).
+template <class T, int D> void forward(const Geometry& g, const T* qkv, T* out, T* probs, T* weights, int threads) {
   const int64_t dim = D ? D : g.dim;
-  const int64_t k = g.window, side = 2 * k - 1, H = g.heads, row = 3 * H * dim, hd = H * dim;
+  const int64_t k = g.window, k2 = k * k, side = 2 * k - 1, H = g.heads, row = 3 * H * dim, hd = H * dim;
   const std::vector<Stencil> stencil = stencils(g);
   parallel(g.batch * g.tokens, threads, [&](int64_t begin, int64_t end) {
-    std::vector<T> score(side * side * H), exps(side * side * H), weight(side * side * H), scratch((k * k + 3) * H);
+    std::vector<T> score(side * side * H), exps(side * side * H), weight(side * side * H), scratch((k2 + 2) * H);
     Sum<T, D> o(dim);
     for (int64_t item = begin; item < end; ++item) {
       const Stencil& st = stencil[item % g.tokens];
@@ -218,27 +233,33 @@ template <class T, int D> void forward(const Geometry& g, const T* qkv, T* out, 
       for (int64_t i = 0; i < st.count; ++i)
         for (int64_t h = 0; h < H; ++h)
           score[i * H + h] = dot<D>(q + h * dim, q + st.distance[i] * row + hd + h * dim, dim);
-      if (saved_scores)  // for the backward, which then need not compute them again
-        std::copy(score.begin(), score.begin() + st.count * H, saved_scores + item * side * side * H);
-      neighbour_weights<T>(st, H, score.data(), exps.data(), weight.data(), nullptr, nullptr, scratch.data(), k * k);
+      T* kept = probs ? probs + item * k2 * k2 * H : nullptr;
+      with_heads(H, [&](auto heads) {
+        window_weights<T, decltype(heads)::value>(st, H, score.data(), exps.data(), weight.data(), kept,
+                                                  scratch.data(), k2);
+      });
       for (int64_t h = 0; h < H; ++h) {
         o.zero();
         for (int64_t i = 0; i < st.count; ++i) o.add(weight[i * H + h], q + st.distance[i] * row + 2 * hd + h * dim);
         o.store(out + (item * H + h) * dim);
       }
+      if (!weights) continue;
+      T* saved = weights + item * side * side * H;
+      std::fill(saved, saved + side * side * H, (T)0);
+      for (int64_t i = 0; i < st.count; ++i)
+        for (int64_t h = 0; h < H; ++h) saved[st.index[i] * H + h] = weight[i * H + h];
     }
   });
 }
 
 template <class T, int D>
-void backward(const Geometry& g, const T* qkv, const T* scores, const T* grad_out, T* grad_qkv, T* weights,
+void backward(const Geometry& g, const T* qkv, const T* probs, const T* weights, const T* grad_out, T* grad_qkv,
               T* grad_scores, int threads) {
   const int64_t dim = D ? D : g.dim;
-  const int64_t k = g.window, side = 2 * k - 1, H = g.heads, row = 3 * H * dim, hd = H * dim;
+  const int64_t k = g.window, k2 = k * k, side = 2 * k - 1, H = g.heads, row = 3 * H * dim, hd = H * dim;
   const std::vector<Stencil> stencil = stencils(g);
   parallel(g.batch * g.tokens, threads, [&](int64_t begin, int64_t end) {  // pass 1: per query
-    std::vector<T> exps(side * side * H), weight(side * side * H), grad_weight(side * side * H),
-        grad_score(side * side * H), scratch((k * k + 3) * H);
+    std::vector<T> grad_weight(side * side * H), grad_score(side * side * H), scratch(H);
     Sum<T, D> d_query(dim);
     for (int64_t item = begin; item < end; ++item) {
       const Stencil& st = stencil[item % g.tokens];
@@ -247,19 +268,14 @@ void backward(const Geometry& g, const T* qkv, const T* scores, const T* grad_ou
       for (int64_t i = 0; i < st.count; ++i)
         for (int64_t h = 0; h < H; ++h)
           grad_weight[i * H + h] = dot<D>(d_out + h * dim, q + st.distance[i] * row + 2 * hd + h * dim, dim);
-      const T* score = scores + item * side * side * H;  // the forward's, by stencil position and head
-      neighbour_weights<T>(st, H, score, exps.data(), weight.data(), grad_weight.data(), grad_score.data(),
-                           scratch.data(), k * k);
-      // kept by neighbour offset n and head, for the keys' pass
-      T* saved_weight = weights + item * side * side * H;
-      T* saved_grad = grad_scores + item * side * side * H;
-      std::fill(saved_weight, saved_weight + side * side * H, (T)0);
-      std::fill(saved_grad, saved_grad + side * side * H, (T)0);
+      with_heads(H, [&](auto heads) {
+        score_gradients<T, decltype(heads)::value>(st, H, probs + item * k2 * k2 * H, grad_weight.data(),
+                                                   grad_score.data(), scratch.data(), k2);
+      });
+      T* saved = grad_scores + item * side * side * H;  // by neighbour offset n and head, for the keys' pass
+      std::fill(saved, saved + side * side * H, (T)0);
       for (int64_t i = 0; i < st.count; ++i)
-        for (int64_t h = 0; h < H; ++h) {
-          saved_weight[st.index[i] * H + h] = weight[i * H + h];
-          saved_grad[st.index[i] * H + h] = grad_score[i * H + h];
-        }
+        for (int64_t h = 0; h < H; ++h) saved[st.index[i] * H + h] = grad_score[i * H + h];
       for (int64_t h = 0; h < H; ++h) {
         d_query.zero();
         for (int64_t i = 0; i < st.count; ++i)
@@ -288,50 +304,49 @@ void backward(const Geometry& g, const T* qkv, const T* scores, const T* grad_ou
   });
 }
 
-template <class T> void forward_any(const int64_t* shape, const int64_t* grids, const T* qkv, T* out, T* scores,
-                                     int threads) {
+template <class T> void forward_any(const int64_t* shape, const int64_t* grids, const T* qkv, T* out, T* probs,
+                                     T* weights, int threads) {
   Geometry g{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], grids};
   switch (g.dim) {  // the common head widths unrolled
-    case 16: return forward<T, 16>(g, qkv, out, scores, threads);
-    case 32: return forward<T, 32>(g, qkv, out, scores, threads);
-    case 64: return forward<T, 64>(g, qkv, out, scores, threads);
-    default: return forward<T, 0>(g, qkv, out, scores, threads);
+    case 16: return forward<T, 16>(g, qkv, out, probs, weights, threads);
+    case 32: return forward<T, 32>(g, qkv, out, probs, weights, threads);
+    case 64: return forward<T, 64>(g, qkv, out, probs, weights, threads);
+    default: return forward<T, 0>(g, qkv, out, probs, weights, threads);
   }
 }
 
-template <class T> void backward_any(const int64_t* shape, const int64_t* grids, const T* qkv, const T* scores,
-                                      const T* grad_out, T* grad_qkv, T* weights, T* grad_scores, int threads) {
+template <class T> void backward_any(const int64_t* shape, const int64_t* grids, const T* qkv, const T* probs,
+                                      const T* weights, const T* grad_out, T* grad_qkv, T* grad_scores, int threads) {
   Geometry g{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], grids};
   switch (g.dim) {
-    case 16: return backward<T, 16>(g, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
-    case 32: return backward<T, 32>(g, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
-    case 64: return backward<T, 64>(g, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
-    default: return backward<T, 0>(g, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+    case 16: return backward<T, 16>(g, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
+    case 32: return backward<T, 32>(g, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
+    case 64: return backward<T, 64>(g, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
+    default: return backward<T, 0>(g, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
   }
 }
 
 }  // namespace
 
-// shape: batch, tokens, heads, head width, window, stride, number of grids. scores (forward): nullptr, or where
-// to keep each query's neighbour scores for the backward, (B, T, (2k - 1)^2, heads).
+// shape: batch, tokens, heads, head width, window, stride, number of grids; grids: 5 values per grid (above).
 extern "C" {
 void mano_window_float32_forward(const int64_t* shape, const int64_t* grids, const float* qkv, float* out,
-                                 float* scores, int threads) {
-  forward_any<float>(shape, grids, qkv, out, scores, threads);
+                                 float* probs, float* weights, int threads) {
+  forward_any<float>(shape, grids, qkv, out, probs, weights, threads);
 }
 void mano_window_float64_forward(const int64_t* shape, const int64_t* grids, const double* qkv, double* out,
-                                 double* scores, int threads) {
-  forward_any<double>(shape, grids, qkv, out, scores, threads);
+                                 double* probs, double* weights, int threads) {
+  forward_any<double>(shape, grids, qkv, out, probs, weights, threads);
 }
-void mano_window_float32_backward(const int64_t* shape, const int64_t* grids, const float* qkv, const float* scores,
-                                  const float* grad_out, float* grad_qkv, float* weights, float* grad_scores,
+void mano_window_float32_backward(const int64_t* shape, const int64_t* grids, const float* qkv, const float* probs,
+                                  const float* weights, const float* grad_out, float* grad_qkv, float* grad_scores,
                                   int threads) {
-  backward_any<float>(shape, grids, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+  backward_any<float>(shape, grids, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
 }
-void mano_window_float64_backward(const int64_t* shape, const int64_t* grids, const double* qkv,
-                                  const double* scores, const double* grad_out, double* grad_qkv, double* weights,
+void mano_window_float64_backward(const int64_t* shape, const int64_t* grids, const double* qkv, const double* probs,
+                                  const double* weights, const double* grad_out, double* grad_qkv,
                                   double* grad_scores, int threads) {
-  backward_any<double>(shape, grids, qkv, scores, grad_out, grad_qkv, weights, grad_scores, threads);
+  backward_any<double>(shape, grids, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
 }
 }
 """
@@ -375,7 +390,7 @@ def kernel_library() -> ctypes.CDLL | None:
         return None
     pointer, array = ctypes.c_void_p, ctypes.c_void_p
     for name in _SYMBOLS.values():
-        getattr(library, f"{name}_forward").argtypes = [array, array, pointer, pointer, pointer, ctypes.c_int]
+        getattr(library, f"{name}_forward").argtypes = [array, array, pointer, pointer, pointer, pointer, ctypes.c_int]
         getattr(library, f"{name}_backward").argtypes = [array, array, pointer, pointer, pointer, pointer, pointer,
                                                          pointer, ctypes.c_int]  # fmt: skip
     return library
@@ -391,27 +406,28 @@ class _WindowAttention(torch.autograd.Function):
     def forward(ctx, qkv: torch.Tensor, shape: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
         batch_size, num_tokens, heads, head_dim, window_size = (int(v) for v in shape[:5])
         output = qkv.new_empty(batch_size, num_tokens, heads, head_dim)
-        # each query's neighbour scores, kept for the backward when there will be one
-        neighbours = (2 * window_size - 1) ** 2
-        scores = qkv.new_empty(batch_size, num_tokens, neighbours, heads) if ctx.needs_input_grad[0] else None
+        probs = weights = None
+        if ctx.needs_input_grad[0]:  # what the backward reads: each window's probabilities, each neighbour's weight
+            probs = qkv.new_empty(batch_size, num_tokens, window_size**2, window_size**2, heads)
+            weights = qkv.new_empty(batch_size, num_tokens, (2 * window_size - 1) ** 2, heads)
         getattr(kernel_library(), f"{_SYMBOLS[qkv.dtype]}_forward")(
             shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(),
-            None if scores is None else scores.data_ptr(), torch.get_num_threads(),
+            None if probs is None else probs.data_ptr(), None if weights is None else weights.data_ptr(),
+            torch.get_num_threads(),
         )  # fmt: skip
-        ctx.save_for_backward(qkv, scores, shape, grids)
+        ctx.save_for_backward(qkv, probs, weights, shape, grids)
         return output
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        qkv, scores, shape, grids = ctx.saved_tensors
+        qkv, probs, weights, shape, grids = ctx.saved_tensors
         grad_output = grad_output.contiguous()
         grad_qkv = torch.empty_like(qkv)
-        weights = torch.empty_like(scores)  # B, T, (2k - 1)^2, heads
-        grad_scores = torch.empty_like(scores)
+        grad_scores = torch.empty_like(weights)  # B, T, (2k - 1)^2, heads
         getattr(kernel_library(), f"{_SYMBOLS[qkv.dtype]}_backward")(
-            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), scores.data_ptr(), grad_output.data_ptr(),
-            grad_qkv.data_ptr(), weights.data_ptr(), grad_scores.data_ptr(), torch.get_num_threads(),
+            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), probs.data_ptr(), weights.data_ptr(),
+            grad_output.data_ptr(), grad_qkv.data_ptr(), grad_scores.data_ptr(), torch.get_num_threads(),
         )  # fmt: skip
         return grad_qkv, None, None
 
