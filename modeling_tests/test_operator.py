@@ -4,6 +4,7 @@ loop, gradients, save/load, Auto classes and remote code."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -171,6 +172,30 @@ def test_fused_kernel_gives_the_same_bits_at_any_thread_count() -> None:
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(one, three) for one, three in zip(*results, strict=True))
+
+
+def test_a_compiler_without_native_code_builds_the_portable_kernel(monkeypatch, tmp_path) -> None:
+    """A toolchain that rejects -march=native (some clang builds, cross compilers) still gets the fused kernel."""
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler here")
+    wrapper = tmp_path / "cxx"
+    rejecting = 'for a in "$@"; do [ "$a" = "-march=native" ] && exit 1; done'
+    wrapper.write_text(f'#!/bin/sh\n{rejecting}\nexec {compiler} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CXX", str(wrapper))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kernel_library.cache_clear()
+    try:
+        assert kernel_library() is not None
+        assert len(list((tmp_path / "cache").rglob("*.so"))) == 1  # the portable build only, no leftovers
+        grids = [(5, 4, 5, 4), (2, 2, 2, 2)]
+        qkv = torch.randn(2, 24, 3 * 2 * 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        output = fused_window_attention(qkv, grids, heads=2, head_dim=4, window_size=2, window_stride=1)
+        assert output.shape == (2, 24, 8) and torch.isfinite(output).all()
+    finally:
+        monkeypatch.undo()
+        kernel_library.cache_clear()
 
 
 def test_without_a_compiler_the_operator_keeps_the_tensor_path(monkeypatch, tmp_path) -> None:

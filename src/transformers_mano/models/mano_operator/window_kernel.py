@@ -351,8 +351,9 @@ void mano_window_float64_backward(const int64_t* shape, const int64_t* grids, co
 }
 """
 
-_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
-          "-std=c++17", "-shared", "-fPIC", "-pthread")
+_FLAGS = ("-O3", "-fopenmp-simd", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math", "-std=c++17",
+          "-shared", "-fPIC", "-pthread")
+_NATIVE = ("-march=native",)  # code for this processor's vector units, tried first
 _SYMBOLS = {torch.float32: "mano_window_float32", torch.float64: "mano_window_float64"}
 
 
@@ -361,39 +362,46 @@ def _cache_dir() -> Path:
     return Path(root) / "transformers_mano" / "kernels"
 
 
+def _built(compiler: str, flags: tuple[str, ...]) -> Path:
+    """The shared library of `_SOURCE` built with `flags`, from the cache or compiled now (atomically: a build that
+    fails or is interrupted leaves nothing behind)."""
+    # -march=native code is for this machine: its name and processor go into the key with the source and flags
+    key = hashlib.sha256("\0".join((_SOURCE, compiler, *flags, platform.machine(), platform.node(),
+                                    platform.processor())).encode()).hexdigest()[:16]  # fmt: skip
+    target = _cache_dir() / f"window_attention_{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            source, built = Path(scratch) / "window_attention.cpp", Path(scratch) / target.name
+            source.write_text(_SOURCE)
+            subprocess.run([compiler, *flags, str(source), "-o", str(built)], check=True, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+            os.replace(built, target)
+    return target
+
+
 @functools.cache
 def kernel_library() -> ctypes.CDLL | None:
-    """The compiled kernel, built once per machine into `~/.cache/transformers_mano/kernels` (atomically: a build
-    that fails or is interrupted leaves nothing behind); None where it cannot be built or loaded, with the reason
-    logged once."""
+    """The compiled kernel, built once per machine into `~/.cache/transformers_mano/kernels` (for this processor,
+    else with portable flags); None where it cannot be built or loaded, with the reason logged once."""
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if compiler is None or sys.platform == "win32":
         logger.info("No C++ compiler found: MANO's operator attention runs on its tensor path.")
         return None
-    # -march=native code is for this machine: the machine's name and processor go into the key with the source
-    key = hashlib.sha256("\0".join((_SOURCE, compiler, *_FLAGS, platform.machine(), platform.node(),
-                                    platform.processor())).encode()).hexdigest()[:16]  # fmt: skip
-    target = _cache_dir() / f"window_attention_{key}.so"
-    try:
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-                source, built = Path(scratch) / "window_attention.cpp", Path(scratch) / target.name
-                source.write_text(_SOURCE)
-                subprocess.run([compiler, *_FLAGS, str(source), "-o", str(built)], check=True, capture_output=True,
-                               text=True, timeout=300)  # fmt: skip
-                os.replace(built, target)
-        library = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError) as error:
-        details = getattr(error, "stderr", "") or error
-        logger.warning(f"MANO's window-attention kernel could not be built ({details}); using the tensor path.")
-        return None
-    pointer, array = ctypes.c_void_p, ctypes.c_void_p
-    for name in _SYMBOLS.values():
-        getattr(library, f"{name}_forward").argtypes = [array, array, pointer, pointer, pointer, pointer, ctypes.c_int]
-        getattr(library, f"{name}_backward").argtypes = [array, array, pointer, pointer, pointer, pointer, pointer,
-                                                         pointer, ctypes.c_int]  # fmt: skip
-    return library
+    errors = []
+    for flags in ((*_FLAGS, *_NATIVE), _FLAGS):
+        try:
+            library = ctypes.CDLL(str(_built(compiler, flags)))
+        except (OSError, subprocess.SubprocessError) as error:
+            errors.append(str(getattr(error, "stderr", "") or error).strip())
+            continue
+        for name in _SYMBOLS.values():
+            getattr(library, f"{name}_forward").argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int]
+            getattr(library, f"{name}_backward").argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int]
+        return library
+    logger.warning(f"MANO's window-attention kernel could not be built with {compiler} ({errors[-1]}); the operator "
+                   "runs on its tensor path.")  # fmt: skip
+    return None
 
 
 def kernel_applies(tensor: torch.Tensor) -> bool:
