@@ -156,6 +156,31 @@ def test_fused_kernel_equals_the_tiled_path_in_a_model(dtype) -> None:
         torch.testing.assert_close(fused, tiled, **tolerance)
 
 
+def test_fused_kernel_handles_windows_whose_terms_all_underflow() -> None:
+    """The kernel subtracts one max per query, over all its neighbours; a window that does not hold that neighbour
+    can then see every term underflow (score gaps above ~745 in float64) and must fall back to its own max."""
+    if kernel_library() is None:
+        pytest.skip("no C++ compiler builds the fused window kernel here")
+    attention = ManoOperatorWindowAttention(tiny_config(attention_kernel="torch")).double()
+    sizes = ((6, 5), (3, 3))
+    qkv = torch.randn(2, 39, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    qkv[..., :8] *= 3000.0  # queries of norm ~6000 against keys of norm ~2: neighbour scores thousands apart
+    scores = (qkv[:, :30, :4] * qkv[:, 1:31, 8:12]).sum(-1)  # head 0, each token against its right neighbour
+    assert (scores - (qkv[:, :30, :4] * qkv[:, :30, 8:12]).sum(-1)).abs().max() > 1000
+    qkv.requires_grad_(True)
+    upstream = torch.randn(2, 39, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    tiled = attention._tiled_attention(qkv, sizes)
+    fused = fused_window_attention(qkv, [(h, w, h, w) for h, w in sizes], heads=2, head_dim=4, window_size=2,
+                                   window_stride=1)  # fmt: skip
+    for got, expected in zip(
+        (fused, *torch.autograd.grad((fused * upstream).sum(), qkv)),
+        (tiled, *torch.autograd.grad((tiled * upstream).sum(), qkv)), strict=True,
+    ):  # fmt: skip
+        assert torch.isfinite(got).all()
+        # float64 sums of a few terms, of scores ~1e4 whose rounding (1e-12 relative) moves the softmax by 1e-12
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
 def test_fused_kernel_gives_the_same_bits_at_any_thread_count() -> None:
     """Threads split the tokens; each value is summed by one thread in one order, so 1 and 3 threads agree exactly."""
     if kernel_library() is None:
