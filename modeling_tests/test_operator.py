@@ -199,6 +199,16 @@ def test_fused_kernel_gives_the_same_bits_at_any_thread_count() -> None:
     assert all(torch.equal(one, three) for one, three in zip(*results, strict=True))
 
 
+def test_torch_compile_traces_the_tensor_path(monkeypatch) -> None:
+    """Inside `torch.compile` the kernel (a foreign call the compiler cannot trace) gives way to the tile path."""
+    if kernel_library() is None:
+        pytest.skip("no C++ compiler builds the fused window kernel here")
+    tensor = torch.zeros(2, 3)
+    assert kernel_applies(tensor) and not kernel_applies(tensor.bfloat16())
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert not kernel_applies(tensor)
+
+
 def test_a_compiler_without_native_code_builds_the_portable_kernel(monkeypatch, tmp_path) -> None:
     """A toolchain that rejects -march=native (some clang builds, cross compilers) still gets the fused kernel."""
     compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")

@@ -405,8 +405,10 @@ def kernel_library() -> ctypes.CDLL | None:
 
 
 def kernel_applies(tensor: torch.Tensor) -> bool:
-    """Whether the compiled kernel can run on `tensor`: on the CPU, float32 or float64, and built on this machine."""
-    return tensor.device.type == "cpu" and tensor.dtype in _SYMBOLS and kernel_library() is not None
+    """Whether the compiled kernel can run on `tensor`: on the CPU, float32 or float64, built on this machine, and
+    not inside `torch.compile` (which cannot trace a foreign call and would break its graph there)."""
+    return (tensor.device.type == "cpu" and tensor.dtype in _SYMBOLS and not torch.compiler.is_compiling()
+            and kernel_library() is not None)  # fmt: skip
 
 
 class _WindowAttention(torch.autograd.Function):
