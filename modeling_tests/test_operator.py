@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -197,6 +198,63 @@ def test_fused_kernel_gives_the_same_bits_at_any_thread_count() -> None:
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(one, three) for one, three in zip(*results, strict=True))
+
+
+def test_second_derivatives_and_torch_func_match_the_tensor_path() -> None:
+    """A loss on the operator's input gradient (as physics-informed training writes) differentiates through the
+    kernel's backward, which then runs the tensor path; torch.func's transforms take the tensor path."""
+    if kernel_library() is None:
+        pytest.skip("no C++ compiler builds the fused window kernel here")
+    torch.manual_seed(0)
+    model = ManoOperatorModel(tiny_config()).double()
+    inputs = fields(2, 8).double()
+    tangent = fields(2, 8, seed=1).double()
+    results = []
+    for kernel in ("torch", "auto"):
+        model.config.attention_kernel = kernel
+        model.zero_grad()
+        points = inputs.clone().requires_grad_(True)
+        (slope,) = torch.autograd.grad(model(points).predictions.sum(), points, create_graph=True)
+        slope.square().sum().backward()
+        _, directional = torch.func.jvp(lambda x: model(x).predictions, (inputs,), (tangent,))
+        # (biases of the last layers do not move the input gradient: no grad, as zeros)
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
+        results.append([slope.detach(), directional, *grads])
+    for tiled, fused in zip(*results, strict=True):
+        # float64 through two blocks and two orders of differentiation: see FLOAT64_ATOL
+        torch.testing.assert_close(fused, tiled, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+
+
+def test_fused_kernel_keeps_its_precision_with_denormals_flushed() -> None:
+    """With flush-to-zero on, a window whose terms lie just above the smallest normal float against the query's max
+    must not lose its smaller terms: it is normalised on its own max."""
+    if kernel_library() is None:
+        pytest.skip("no C++ compiler builds the fused window kernel here")
+    qkv = torch.zeros(1, 3, 3)  # one head of width 1 on a 1 x 3 grid: q = 1, keys -87, -87.6, 0, values 1, 2, 3
+    qkv[0, :, 0], qkv[0, :, 1], qkv[0, :, 2] = 1.0, torch.tensor([-87.0, -87.6, 0.0]), torch.tensor([1.0, 2, 3])
+    attention = ManoOperatorWindowAttention(tiny_config(num_attention_heads=1, head_dim=1, attention_kernel="torch"))
+    expected = attention._tiled_attention(qkv, ((1, 3),))
+    flushing = torch.set_flush_denormal(True)
+    try:
+        if not flushing:
+            pytest.skip("this processor cannot flush denormals")
+        got = fused_window_attention(qkv, [(1, 3, 2, 3)], heads=1, head_dim=1, window_size=2, window_stride=1)
+    finally:
+        torch.set_flush_denormal(False)
+    # float32 softmaxes of three terms: a few unit roundoffs; losing the -87.6 term moves the middle output by 0.18
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_missing_home_directory_leaves_the_tensor_path(monkeypatch) -> None:
+    """Containers run as an arbitrary user may have no home: no cache, no kernel, no error."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    kernel_library.cache_clear()
+    try:
+        assert kernel_library() is None and not kernel_applies(torch.zeros(1))
+    finally:
+        monkeypatch.undo()
+        kernel_library.cache_clear()
 
 
 def test_torch_compile_traces_the_tensor_path(monkeypatch) -> None:

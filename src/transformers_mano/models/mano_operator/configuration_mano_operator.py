@@ -95,8 +95,9 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
     attention_kernel (`str`, *optional*, defaults to `"auto"`):
         How the window attention runs; both compute the same function. `"auto"`: on the CPU in float32 or float64,
         the fused kernel of `window_kernel.py` (compiled with the system's C++ compiler on first use; where none
-        builds, the tensor path); elsewhere, and inside `torch.compile`, the tensor path. `"torch"`: always the tensor path (batched products
-        over tiles of tokens), the reference.
+        builds, the tensor path); elsewhere, inside `torch.compile` and `torch.func` transforms, the tensor path
+        (second derivatives differentiate the kernel's backward through the tensor path). `"torch"`: always the
+        tensor path (batched products over tiles of tokens), the reference.
     layer_norm_eps (`float`, *optional*, defaults to 1e-5):
         Epsilon of every LayerNorm.
     initializer_range (`float`, *optional*, defaults to 0.02):

@@ -333,7 +333,8 @@ class ManoOperatorWindowAttention(nn.Module):
         if self.config.attention_kernel == "auto" and kernel_applies(qkv):
             padded = [(h, w, self._padded_side(h), self._padded_side(w)) for h, w in sizes]
             attended = fused_window_attention(
-                qkv, padded, self.num_heads, self.head_dim, self.window_size, self.window_stride
+                qkv, padded, self.num_heads, self.head_dim, self.window_size, self.window_stride,
+                reference=lambda tensor: self._tiled_attention(tensor, sizes),  # for second derivatives
             )  # B, T, inner
         else:
             attended = self._tiled_attention(qkv, sizes)

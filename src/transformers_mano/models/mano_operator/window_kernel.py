@@ -30,10 +30,12 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -44,6 +46,7 @@ _SOURCE = r"""
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <limits>
 #include <thread>
 #include <type_traits>
@@ -109,13 +112,18 @@ template <class F> void parallel(int64_t n, int threads, F body) {
   threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, n));
   if (threads == 1) { body(0, n); return; }
   std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> failures(threads);  // an exception in a worker is rethrown here, not terminate()
   int64_t chunk = (n + threads - 1) / threads;
   for (int t = 1; t < threads; ++t) {
     int64_t begin = t * chunk, end = std::min(n, begin + chunk);
-    if (begin < end) pool.emplace_back(body, begin, end);
+    if (begin < end) pool.emplace_back([&, t, begin, end] {
+      try { body(begin, end); } catch (...) { failures[t] = std::current_exception(); }
+    });
   }
-  body(0, std::min(n, chunk));
+  try { body(0, std::min(n, chunk)); } catch (...) { failures[0] = std::current_exception(); }
   for (auto& thread : pool) thread.join();
+  for (auto& failure : failures)
+    if (failure) std::rethrow_exception(failure);
 }
 
 // Products over one head's width: D is that width where the kernel was instantiated for it (0: only known at run
@@ -177,7 +185,9 @@ void window_weights(const Stencil& st, int64_t heads, const T* score, T* exps, T
     for (int64_t j = 0; j < size; ++j)
       for (int64_t h = 0; h < H; ++h) total[h] += exps[keys[j] * H + h];
     bool underflow = false;
-    for (int64_t h = 0; h < H; ++h) underflow |= !(total[h] >= std::numeric_limits<T>::min());
+    // a window far below the query's max (its terms near or under the smallest normal numbers, where precision is
+    // lost or flushed to zero) is normalised on its own max instead
+    for (int64_t h = 0; h < H; ++h) underflow |= !(total[h] >= std::numeric_limits<T>::epsilon());
     if (!underflow) {
       for (int64_t h = 0; h < H; ++h) total[h] = 1 / total[h];
       for (int64_t j = 0; j < size; ++j)
@@ -326,27 +336,40 @@ template <class T> void backward_any(const int64_t* shape, const int64_t* grids,
   }
 }
 
+template <class F> int guarded(F body) {  // no C++ exception crosses into Python: a status instead
+  try {
+    body();
+    return 0;
+  } catch (...) {
+    return 1;
+  }
+}
+
 }  // namespace
 
 // shape: batch, tokens, heads, head width, window, stride, number of grids; grids: 5 values per grid (above).
 extern "C" {
-void mano_window_float32_forward(const int64_t* shape, const int64_t* grids, const float* qkv, float* out,
+int mano_window_float32_forward(const int64_t* shape, const int64_t* grids, const float* qkv, float* out,
                                  float* probs, float* weights, int threads) {
-  forward_any<float>(shape, grids, qkv, out, probs, weights, threads);
+  return guarded([&] { forward_any<float>(shape, grids, qkv, out, probs, weights, threads); });
 }
-void mano_window_float64_forward(const int64_t* shape, const int64_t* grids, const double* qkv, double* out,
+int mano_window_float64_forward(const int64_t* shape, const int64_t* grids, const double* qkv, double* out,
                                  double* probs, double* weights, int threads) {
-  forward_any<double>(shape, grids, qkv, out, probs, weights, threads);
+  return guarded([&] { forward_any<double>(shape, grids, qkv, out, probs, weights, threads); });
 }
-void mano_window_float32_backward(const int64_t* shape, const int64_t* grids, const float* qkv, const float* probs,
+int mano_window_float32_backward(const int64_t* shape, const int64_t* grids, const float* qkv, const float* probs,
                                   const float* weights, const float* grad_out, float* grad_qkv, float* grad_scores,
                                   int threads) {
-  backward_any<float>(shape, grids, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
+  return guarded([&] {
+    backward_any<float>(shape, grids, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
+  });
 }
-void mano_window_float64_backward(const int64_t* shape, const int64_t* grids, const double* qkv, const double* probs,
+int mano_window_float64_backward(const int64_t* shape, const int64_t* grids, const double* qkv, const double* probs,
                                   const double* weights, const double* grad_out, double* grad_qkv,
                                   double* grad_scores, int threads) {
-  backward_any<double>(shape, grids, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
+  return guarded([&] {
+    backward_any<double>(shape, grids, qkv, probs, weights, grad_out, grad_qkv, grad_scores, threads);
+  });
 }
 }
 """
@@ -358,23 +381,31 @@ _SYMBOLS = {torch.float32: "mano_window_float32", torch.float64: "mano_window_fl
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"  # Path.home raises RuntimeError without a home
     return Path(root) / "transformers_mano" / "kernels"
 
 
-def _built(compiler: str, flags: tuple[str, ...]) -> Path:
+def _processor() -> str:
+    """What -march=native compiles for: the CPU's model and feature flags where the system tells them."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags", "Features"))}))
+
+
+def _built(compiler: list[str], flags: tuple[str, ...]) -> Path:
     """The shared library of `_SOURCE` built with `flags`, from the cache or compiled now (atomically: a build that
     fails or is interrupted leaves nothing behind)."""
-    # -march=native code is for this machine: its name and processor go into the key with the source and flags
-    key = hashlib.sha256("\0".join((_SOURCE, compiler, *flags, platform.machine(), platform.node(),
-                                    platform.processor())).encode()).hexdigest()[:16]  # fmt: skip
+    native = _processor() if _NATIVE[0] in flags else ""  # code for this processor is keyed by its features
+    key = hashlib.sha256("\0".join((_SOURCE, *compiler, *flags, platform.machine(), native)).encode()).hexdigest()[:16]
     target = _cache_dir() / f"window_attention_{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
             source, built = Path(scratch) / "window_attention.cpp", Path(scratch) / target.name
             source.write_text(_SOURCE)
-            subprocess.run([compiler, *flags, str(source), "-o", str(built)], check=True, capture_output=True,
+            subprocess.run([*compiler, *flags, str(source), "-o", str(built)], check=True, capture_output=True,
                            text=True, timeout=300)  # fmt: skip
             os.replace(built, target)
     return target
@@ -384,67 +415,89 @@ def _built(compiler: str, flags: tuple[str, ...]) -> Path:
 def kernel_library() -> ctypes.CDLL | None:
     """The compiled kernel, built once per machine into `~/.cache/transformers_mano/kernels` (for this processor,
     else with portable flags); None where it cannot be built or loaded, with the reason logged once."""
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if compiler is None or sys.platform == "win32":
+    found = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    compiler = shlex.split(os.environ["CXX"]) if os.environ.get("CXX") else [found] if found else []
+    if not compiler or sys.platform == "win32":
         logger.info("No C++ compiler found: MANO's operator attention runs on its tensor path.")
         return None
     errors = []
     for flags in ((*_FLAGS, *_NATIVE), _FLAGS):
         try:
             library = ctypes.CDLL(str(_built(compiler, flags)))
-        except (OSError, subprocess.SubprocessError) as error:
+        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
             errors.append(str(getattr(error, "stderr", "") or error).strip())
             continue
         for name in _SYMBOLS.values():
             getattr(library, f"{name}_forward").argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int]
             getattr(library, f"{name}_backward").argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int]
+            getattr(library, f"{name}_forward").restype = getattr(library, f"{name}_backward").restype = ctypes.c_int
         return library
-    logger.warning(f"MANO's window-attention kernel could not be built with {compiler} ({errors[-1]}); the operator "
-                   "runs on its tensor path.")  # fmt: skip
+    logger.warning(f"MANO's window-attention kernel could not be built with {' '.join(compiler)} ({errors[-1]}); the "
+                   "operator runs on its tensor path.")  # fmt: skip
     return None
 
 
+def _has_storage(tensor: torch.Tensor) -> bool:
+    try:
+        tensor.data_ptr()
+    except RuntimeError:  # the tensors of torch.func's transforms (grad, vmap, jvp) and fake tensors have none
+        return False
+    return True
+
+
 def kernel_applies(tensor: torch.Tensor) -> bool:
-    """Whether the compiled kernel can run on `tensor`: on the CPU, float32 or float64, built on this machine, and
-    not inside `torch.compile` (which cannot trace a foreign call and would break its graph there)."""
+    """Whether the compiled kernel can run on `tensor`: on the CPU, float32 or float64, with storage of its own (not
+    inside `torch.func`'s transforms), not inside `torch.compile` (which cannot trace a foreign call), and built on
+    this machine."""
     return (tensor.device.type == "cpu" and tensor.dtype in _SYMBOLS and not torch.compiler.is_compiling()
-            and kernel_library() is not None)  # fmt: skip
+            and _has_storage(tensor) and kernel_library() is not None)  # fmt: skip
+
+
+def _call(function: str, dtype: torch.dtype, *arguments) -> None:
+    status = getattr(kernel_library(), f"{_SYMBOLS[dtype]}_{function}")(*arguments, torch.get_num_threads())
+    if status != 0:
+        raise RuntimeError(f"MANO's window-attention kernel failed in its {function} pass (out of memory or threads)")
 
 
 class _WindowAttention(torch.autograd.Function):
+    """The kernel's forward and backward. A backward that must itself be differentiable (`create_graph=True`:
+    second derivatives) is taken through `reference`, the same function in tensor operations."""
+
     @staticmethod
-    def forward(ctx, qkv: torch.Tensor, shape: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, qkv: torch.Tensor, shape: torch.Tensor, grids: torch.Tensor, reference, keep: bool):
         batch_size, num_tokens, heads, head_dim, window_size = (int(v) for v in shape[:5])
         output = qkv.new_empty(batch_size, num_tokens, heads, head_dim)
         probs = weights = None
-        if ctx.needs_input_grad[0]:  # what the backward reads: each window's probabilities, each neighbour's weight
+        if keep:  # what the backward reads: each window's probabilities, each neighbour's weight
             probs = qkv.new_empty(batch_size, num_tokens, window_size**2, window_size**2, heads)
             weights = qkv.new_empty(batch_size, num_tokens, (2 * window_size - 1) ** 2, heads)
-        getattr(kernel_library(), f"{_SYMBOLS[qkv.dtype]}_forward")(
-            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(),
-            None if probs is None else probs.data_ptr(), None if weights is None else weights.data_ptr(),
-            torch.get_num_threads(),
-        )  # fmt: skip
+        _call("forward", qkv.dtype, shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(),
+              None if probs is None else probs.data_ptr(), None if weights is None else weights.data_ptr())  # fmt: skip
         ctx.save_for_backward(qkv, probs, weights, shape, grids)
+        ctx.reference = reference
         return output
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx, grad_output: torch.Tensor):
         qkv, probs, weights, shape, grids = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a backward that autograd can differentiate again
+            if ctx.reference is None:
+                raise RuntimeError("fused_window_attention was called without `reference`: no second derivatives")
+            with torch.enable_grad():
+                output = ctx.reference(qkv).view(grad_output.shape)
+            (grad_qkv,) = torch.autograd.grad(output, qkv, grad_output, create_graph=True)
+            return grad_qkv, None, None, None, None
         grad_output = grad_output.contiguous()
         grad_qkv = torch.empty_like(qkv)
         grad_scores = torch.empty_like(weights)  # B, T, (2k - 1)^2, heads
-        getattr(kernel_library(), f"{_SYMBOLS[qkv.dtype]}_backward")(
-            shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), probs.data_ptr(), weights.data_ptr(),
-            grad_output.data_ptr(), grad_qkv.data_ptr(), grad_scores.data_ptr(), torch.get_num_threads(),
-        )  # fmt: skip
-        return grad_qkv, None, None
+        _call("backward", qkv.dtype, shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), probs.data_ptr(),
+              weights.data_ptr(), grad_output.data_ptr(), grad_qkv.data_ptr(), grad_scores.data_ptr())  # fmt: skip
+        return grad_qkv, None, None, None, None
 
 
 def fused_window_attention(
     qkv: torch.Tensor, grids: list[tuple[int, int, int, int]], heads: int, head_dim: int, window_size: int,
-    window_stride: int,
+    window_stride: int, reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Overlapping-window attention of every grid's tokens (see the module docstring), differentiable.
 
@@ -453,17 +506,22 @@ def fused_window_attention(
             grid concatenated row-major, as the QKV projection writes them.
         grids: per grid, (height, width, padded height, padded width): its windows start on the stride inside the
             padded grid, and keys off the grid are masked.
+        reference: the same map in tensor operations, (B, T, 3 * inner) -> (B, T, inner), for second derivatives
+            (a backward with `create_graph=True`); without it they raise.
 
     Returns:
         (B, T, heads * head_dim), each token's average over its windows.
     """
     batch_size, num_tokens = qkv.shape[:2]
+    if window_size < 1 or not 1 <= window_stride <= window_size:
+        raise ValueError(f"window_size ({window_size}) and window_stride ({window_stride}) need 1 <= stride <= size")
     firsts = [sum(h * w for h, w, _, _ in grids[:index]) for index in range(len(grids))]
     if firsts[-1] + grids[-1][0] * grids[-1][1] != num_tokens or qkv.shape[2] != 3 * heads * head_dim:
         raise ValueError(f"qkv of shape {tuple(qkv.shape)} does not hold {heads} heads of {head_dim} for grids {grids}")
     shape = torch.tensor([batch_size, num_tokens, heads, head_dim, window_size, window_stride, len(grids)])
     table = torch.tensor([[*grid, first] for grid, first in zip(grids, firsts)]).flatten()
-    output = _WindowAttention.apply(qkv.contiguous(), shape, table)
+    keep = torch.is_grad_enabled() and qkv.requires_grad  # a backward may follow
+    output = _WindowAttention.apply(qkv.contiguous(), shape, table, reference, keep)
     return output.view(batch_size, num_tokens, heads * head_dim)
 
 
