@@ -358,6 +358,28 @@ def test_two_process_torchrun_trains_one_model(tmp_path: Path) -> None:
     assert two["test"]["16"]["num_samples"] == 2 and (tmp_path / "two" / "predictions_16.npz").is_file()
 
 
+def test_the_script_runner_ends_the_process_group_of_a_launch(tmp_path: Path) -> None:
+    """`run_main` destroys the process group a torchrun launch made (Trainer leaves it to the interpreter's exit,
+    where its threads may abort a finished run), after a run and after a bug alike."""
+    import torch.distributed as dist
+
+    from transformers_mano.utils.cli import run_main
+
+    def bug(argv: list[str]) -> None:
+        raise ZeroDivisionError("a bug, not a user error")
+
+    try:
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'first'}", rank=0, world_size=1)
+        assert run_main(lambda argv: None, []) == 0 and not dist.is_initialized()
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'second'}", rank=0, world_size=1)
+        with pytest.raises(ZeroDivisionError):
+            run_main(bug, [])
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_the_script_reports_a_user_error_in_one_line(tmp_path: Path) -> None:
     """An unknown data set prints one line that names it and writes nothing; --traceback brings the traceback."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_darcy.py"

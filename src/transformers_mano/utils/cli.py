@@ -30,7 +30,19 @@ def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = N
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"error: {message} (run with {TRACEBACK_FLAG} for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        end_process_group()
     return 0
 
 
-__all__ = ["TRACEBACK_FLAG", "USER_ERRORS", "run_main"]
+def end_process_group() -> None:
+    """Destroy the process group a torchrun launch made (Trainer does not): left to the interpreter's exit, its
+    threads can be torn down in the wrong order and abort the process ("terminate called without an active
+    exception") after a run that finished."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+__all__ = ["TRACEBACK_FLAG", "USER_ERRORS", "end_process_group", "run_main"]
