@@ -181,12 +181,23 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def count_flops(model: torch.nn.Module, resolution: int, in_channels: int = 1) -> int:
-    """Forward FLOPs of one sample at `resolution` x `resolution`, counted by `torch.utils.flop_counter`."""
+    """Forward FLOPs of one sample at `resolution` x `resolution`, counted by `torch.utils.flop_counter`.
+
+    MANO is counted on its tensor path: the counter cannot see inside the fused kernel (a foreign call), which would
+    drop the attention's products from the count."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    config = getattr(model, "config", None)
+    kernel = getattr(config, "attention_kernel", None)
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.rand(1, resolution, resolution, in_channels))
+    try:
+        if kernel is not None:
+            config.attention_kernel = "torch"
+        with counter, torch.no_grad():
+            model(torch.rand(1, resolution, resolution, in_channels))
+    finally:
+        if kernel is not None:
+            config.attention_kernel = kernel
     return counter.get_total_flops()
 
 
