@@ -189,14 +189,10 @@ def test_fused_kernel_gives_the_same_bits_at_any_thread_count() -> None:
     grids = [(9, 7, 9, 7), (5, 4, 5, 4), (1, 1, 2, 2)]
     qkv = torch.randn(2, 9 * 7 + 5 * 4 + 1, 3 * 2 * 4, requires_grad=True, generator=torch.Generator().manual_seed(0))
     upstream = torch.randn(2, qkv.shape[1], 8, generator=torch.Generator().manual_seed(1))
-    threads, results = torch.get_num_threads(), []
-    try:
-        for count in (1, 3):
-            torch.set_num_threads(count)
-            output = fused_window_attention(qkv, grids, heads=2, head_dim=4, window_size=2, window_stride=1)
-            results.append((output, torch.autograd.grad((output * upstream).sum(), qkv)[0]))
-    finally:
-        torch.set_num_threads(threads)
+    results = []
+    for count in (1, 3):
+        output = fused_window_attention(qkv, grids, heads=2, head_dim=4, window_size=2, window_stride=1, threads=count)
+        results.append((output, torch.autograd.grad((output * upstream).sum(), qkv)[0]))
     assert all(torch.equal(one, three) for one, three in zip(*results, strict=True))
 
 

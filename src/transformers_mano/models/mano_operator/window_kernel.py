@@ -453,8 +453,16 @@ def kernel_applies(tensor: torch.Tensor) -> bool:
             and _has_storage(tensor) and kernel_library() is not None)  # fmt: skip
 
 
-def _call(function: str, dtype: torch.dtype, *arguments) -> None:
-    status = getattr(kernel_library(), f"{_SYMBOLS[dtype]}_{function}")(*arguments, torch.get_num_threads())
+def kernel_threads(queries: int) -> int:
+    """Threads for a call over `queries` query tokens: one per 65,536 of them, at most torch's count. Below that the
+    calling thread alone: on the project's 2-CPU machine two threads made a 16x16 step (5,440 queries a call) slower
+    than one (torch's OpenMP workers spin on the second CPU after their own work) and a 64x64 one (21,824) no
+    faster."""
+    return max(1, min(torch.get_num_threads(), queries // 65536))
+
+
+def _call(function: str, dtype: torch.dtype, threads: int, *arguments) -> None:
+    status = getattr(kernel_library(), f"{_SYMBOLS[dtype]}_{function}")(*arguments, threads)
     if status != 0:
         raise RuntimeError(f"MANO's window-attention kernel failed in its {function} pass (out of memory or threads)")
 
@@ -464,17 +472,17 @@ class _WindowAttention(torch.autograd.Function):
     second derivatives) is taken through `reference`, the same function in tensor operations."""
 
     @staticmethod
-    def forward(ctx, qkv: torch.Tensor, shape: torch.Tensor, grids: torch.Tensor, reference, keep: bool):
+    def forward(ctx, qkv: torch.Tensor, shape: torch.Tensor, grids: torch.Tensor, reference, keep: bool, threads: int):
         batch_size, num_tokens, heads, head_dim, window_size = (int(v) for v in shape[:5])
         output = qkv.new_empty(batch_size, num_tokens, heads, head_dim)
         probs = weights = None
         if keep:  # what the backward reads: each window's probabilities, each neighbour's weight
             probs = qkv.new_empty(batch_size, num_tokens, window_size**2, window_size**2, heads)
             weights = qkv.new_empty(batch_size, num_tokens, (2 * window_size - 1) ** 2, heads)
-        _call("forward", qkv.dtype, shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(),
+        _call("forward", qkv.dtype, threads, shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(),
               None if probs is None else probs.data_ptr(), None if weights is None else weights.data_ptr())  # fmt: skip
         ctx.save_for_backward(qkv, probs, weights, shape, grids)
-        ctx.reference = reference
+        ctx.reference, ctx.threads = reference, threads
         return output
 
     @staticmethod
@@ -486,18 +494,18 @@ class _WindowAttention(torch.autograd.Function):
             with torch.enable_grad():
                 output = ctx.reference(qkv).view(grad_output.shape)
             (grad_qkv,) = torch.autograd.grad(output, qkv, grad_output, create_graph=True)
-            return grad_qkv, None, None, None, None
+            return grad_qkv, None, None, None, None, None
         grad_output = grad_output.contiguous()
         grad_qkv = torch.empty_like(qkv)
         grad_scores = torch.empty_like(weights)  # B, T, (2k - 1)^2, heads
-        _call("backward", qkv.dtype, shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), probs.data_ptr(),
+        _call("backward", qkv.dtype, ctx.threads, shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), probs.data_ptr(),
               weights.data_ptr(), grad_output.data_ptr(), grad_qkv.data_ptr(), grad_scores.data_ptr())  # fmt: skip
-        return grad_qkv, None, None, None, None
+        return grad_qkv, None, None, None, None, None
 
 
 def fused_window_attention(
     qkv: torch.Tensor, grids: list[tuple[int, int, int, int]], heads: int, head_dim: int, window_size: int,
-    window_stride: int, reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    window_stride: int, reference: Callable[[torch.Tensor], torch.Tensor] | None = None, threads: int | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Overlapping-window attention of every grid's tokens (see the module docstring), differentiable.
 
@@ -508,6 +516,7 @@ def fused_window_attention(
             padded grid, and keys off the grid are masked.
         reference: the same map in tensor operations, (B, T, 3 * inner) -> (B, T, inner), for second derivatives
             (a backward with `create_graph=True`); without it they raise.
+        threads: the kernel's threads (None: `kernel_threads`); the result is the same at any count.
 
     Returns:
         (B, T, heads * head_dim), each token's average over its windows.
@@ -521,8 +530,9 @@ def fused_window_attention(
     shape = torch.tensor([batch_size, num_tokens, heads, head_dim, window_size, window_stride, len(grids)])
     table = torch.tensor([[*grid, first] for grid, first in zip(grids, firsts)]).flatten()
     keep = torch.is_grad_enabled() and qkv.requires_grad  # a backward may follow
-    output = _WindowAttention.apply(qkv.contiguous(), shape, table, reference, keep)
+    threads = kernel_threads(batch_size * num_tokens) if threads is None else threads
+    output = _WindowAttention.apply(qkv.contiguous(), shape, table, reference, keep, threads)
     return output.view(batch_size, num_tokens, heads * head_dim)
 
 
-__all__ = ["fused_window_attention", "kernel_applies", "kernel_library"]
+__all__ = ["fused_window_attention", "kernel_applies", "kernel_library", "kernel_threads"]
