@@ -429,6 +429,79 @@ def test_sdpa_path_equals_eager_path(tester, size, one_image):
     assert (flat(float32["sdpa"][1]) - reference).norm() <= 1e-2 * reference.norm()
 
 
+@pytest.fixture
+def torch_threads(request):
+    """Runs the test with `request.param` torch threads (which core the fused path takes depends on it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("torch_threads", [1, 2], ids=["sdpa-core", "blocked-core"], indirect=True)
+@pytest.mark.parametrize(
+    "size, one_image", [(32, False), (40, False), (22, False), (32, True)],
+    ids=["planned-size", "padded", "smaller", "one-image"],
+)
+def test_fused_path_inference_equals_eager_path(tester, size, one_image, torch_threads):
+    """Without autograd the fused path runs its attention core through SDPA on one CPU thread and through the
+    blocked matrix products on more (both mask layouts: one image, or a batch under per-window shift masks): every
+    level's result equals the eager V-cycle's in float64 at trained scales."""
+    from transformers_mano.models.mano.sdpa_attention_mano import use_blocked_core
+
+    config = tester.get_config()
+    config.level_weighting = "sum"
+    model = make_trained_like(ManoForImageClassification(config)).eval().double()
+    pixel_values = tester.pixel_values(size)[: 1 if one_image else tester.batch_size].double()
+    with torch.no_grad():
+        assert use_blocked_core(pixel_values, 0.0) == (torch_threads > 1)
+        logits = {}
+        for implementation in ("eager", "sdpa"):
+            model.set_attn_implementation(implementation)
+            logits[implementation] = model(pixel_values).logits
+    torch.testing.assert_close(logits["sdpa"], logits["eager"], rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+
+
+def test_blocked_core_runs_where_it_pays_only():
+    """The blocked core serves CPU inference on several threads; autograd, dropout and one thread keep SDPA."""
+    from transformers_mano.models.mano.sdpa_attention_mano import use_blocked_core
+
+    windows, before = torch.zeros(1), torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            assert use_blocked_core(windows, 0.0) and not use_blocked_core(windows, 0.1)
+        assert not use_blocked_core(windows, 0.0)  # autograd on
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            assert not use_blocked_core(windows, 0.0)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("per_window", [False, True], ids=["one-table", "per-window-mask"])
+@pytest.mark.parametrize("block_bytes", [1, 3 * 4 * 4 * 8 * 2, 1 << 20], ids=["one-window", "two-windows", "all"])
+def test_blocked_window_attention_equals_sdpa(per_window, block_bytes):
+    """Blocks of any size, ones that do not divide the windows of an image included (5 windows in blocks of 2),
+    give softmax(q k^T + mask) v as SDPA computes it, per image of a batch under a per-window mask."""
+    from torch.nn import functional as F
+
+    from transformers_mano.models.mano.sdpa_attention_mano import blocked_window_attention
+
+    generator = torch.Generator().manual_seed(0)
+    images, num_windows, heads, tokens, head_dim = 2, 5, 3, 4, 6
+    query, key, value = (
+        torch.randn(images * num_windows, heads, tokens, head_dim, generator=generator, dtype=torch.float64)
+        for _ in range(3)
+    )
+    mask = 10 * torch.randn(num_windows if per_window else 1, heads, tokens, tokens, generator=generator).double()
+    expected = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask.repeat(images, 1, 1, 1) if per_window else mask, scale=1.0
+    )
+    blocked = blocked_window_attention(query, key, value, mask, block_bytes=block_bytes)
+    torch.testing.assert_close(blocked, expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+
+
 @pytest.mark.parametrize("update", ["in-place", "fused-adamw"])
 def test_inference_mask_cache_follows_the_weights(tester, update):
     """The cached attention mask of the fused path is rebuilt when the position-bias weights change, including

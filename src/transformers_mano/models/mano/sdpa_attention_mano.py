@@ -8,6 +8,8 @@ computes what SwinV2's own (eager) window attention computes on each level, test
 - one q/k/v projection and one output projection serve all levels' windows;
 - SwinV2's cosine attention softmax(s * cos(q, k) + B + S) v becomes SDPA with scale 1 by normalising q and k and
   folding the logit scale s into q; the continuous position bias B and the shift mask S go in as one additive mask.
+- the attention core is SDPA, except in CPU inference on several threads, where batched matrix products over
+  blocks of windows whose scores stay in cache run it faster (`use_blocked_core` says when, and why).
 
 The derived tables live in the layer's `WindowCache`, never in its state dict. Each is keyed by everything it
 depends on (grid layout, device, dtype) and the mask also by the position-bias values it was built from, so a cache
@@ -100,33 +102,112 @@ def level_layouts(layer: ManoLayer, grids: list[torch.Tensor]) -> list[tuple[int
 def cosine_window_attention(layer: ManoLayer, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """SwinV2's attention (and output projection) in every window: (B, nW, M, C) -> (B, nW, M, C).
 
-    `mask` is B + S, either one (heads, M, M) table for every window or (1, nW*heads, M, M). SDPA sees windows as
-    its batch and heads as its heads where the mask allows (one table for every window, or one image), reading
-    q, k and v as strided views of the projections; a per-window mask over a batch of images broadcasts only with
-    windows and heads flattened together, which takes one copy of q, k and v into that layout.
+    `mask` is B + S, either one (heads, M, M) table for every window or (1, nW*heads, M, M). Cosine similarity
+    becomes a dot product by normalising q and k and folding the logit scale into q (one pass each over q and k).
+    The attention core is `blocked_window_attention` where `use_blocked_core` says so (CPU inference on several
+    threads), SDPA everywhere else.
     """
     attention = layer.attention.self
     heads, head_dim = attention.num_attention_heads, attention.attention_head_size
     batch_size, num_windows, tokens, channels = windows.shape
+    dropout = attention.dropout.p if layer.training else 0.0
+    core = blocked_core if use_blocked_core(windows, dropout) else sdpa_core
+    context = core(attention, windows, mask, dropout)  # B*nW or B, (nW*)heads, M, d
+    context = context.view(batch_size, num_windows, heads, tokens, head_dim).transpose(2, 3)  # B, nW, M, heads, d
+    return layer.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
+
+
+def use_blocked_core(windows: torch.Tensor, dropout: float) -> bool:
+    """Whether the attention core runs as `blocked_window_attention` rather than SDPA: on CPU, without autograd or
+    dropout, outside tracing, on more than one thread.
+
+    On one CPU thread torch's fused (flash) kernel is the faster core: it never writes the scores to memory (at
+    1024 px, batch 1, it made mano-tiny's forward 10 % faster than the blocked core). Its split of many small
+    windows over threads gains little, though (stage 1 of a 256 px image, 84 windows x 3 heads x 64 tokens: about
+    3.7 ms on one thread and 3.8-4.6 ms on two, on the project's 2-core machine), where batched matrix products
+    on blocks of windows scale; on two threads the blocked core was faster at every measured size (docs: README,
+    Benchmarks). On GPUs and under autograd SDPA stays.
+    """
+    return (
+        windows.device.type == "cpu"
+        and dropout == 0.0
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and torch.get_num_threads() > 1
+    )
+
+
+# Scores of one block of windows, in bytes: small enough that a block's scores stay in the core's cache between the
+# product that writes them, the mask, the softmax and the product that reads them (1 MB: 21 windows of 3 heads x 64 x 64
+# float32 scores in stage 1 of mano-tiny; the best of 256 KB, 1 MB and 4 MB measured at 256 px, batch 1, two threads).
+BLOCK_BYTES = 1 << 20
+
+
+def blocked_window_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, block_bytes: int = BLOCK_BYTES
+) -> torch.Tensor:
+    """softmax(q k^T + mask) v over (N, heads, M, d) windows (N = B*nW, contiguous), a block of windows at a time.
+
+    `mask` is (1, heads, M, M), one table for every window, or (nW, heads, M, M), window i of every image reading
+    row i % nW. Returns (N, heads, M, d).
+    """
+    windows, heads, tokens, _ = query.shape
+    per_window = mask.shape[0] > 1
+    rows = mask.shape[0] if per_window else windows  # the windows that one pass over the mask covers
+    step = max(1, block_bytes // (heads * tokens * tokens * query.element_size()))
+    context = torch.empty_like(query)
+    for first in range(0, windows, rows):
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            block = slice(first + start, first + stop)
+            scores = torch.matmul(query[block], key[block].transpose(-1, -2))
+            scores += mask[start:stop] if per_window else mask
+            torch.matmul(torch.softmax(scores, dim=-1), value[block], out=context[block])
+    return context
+
+
+def blocked_core(attention, windows: torch.Tensor, mask: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
+    """The attention core as `blocked_window_attention` (no dropout): (B, nW, M, C) windows -> (B*nW, heads, M, d)."""
+    heads, tokens = attention.num_attention_heads, windows.shape[2]
+    query, key, value = _project_heads(attention, windows)  # B, nW, heads, M, d: strided views
+    query_scale, key_scale = cosine_scales(attention, query, key)
+    # the products write q and k contiguous, as batched matrix products read them: no separate copy
+    query = torch.mul(query, query_scale, out=query.new_empty(query.shape)).flatten(0, 1)
+    key = torch.mul(key, key_scale, out=key.new_empty(key.shape)).flatten(0, 1)
+    value = value.contiguous().flatten(0, 1)
+    return blocked_window_attention(query, key, value, mask.view(-1, heads, tokens, tokens))
+
+
+def sdpa_core(attention, windows: torch.Tensor, mask: torch.Tensor, dropout: float) -> torch.Tensor:
+    """The attention core through SDPA: (B, nW, M, C) windows -> (B*nW, heads, M, d) or (B, nW*heads, M, d).
+
+    SDPA sees windows as its batch and heads as its heads where the mask allows (one table for every window, or
+    one image), reading q, k and v as strided views of the projections; a per-window mask over a batch of images
+    broadcasts only with windows and heads flattened together, which takes one copy of q, k and v into that layout.
+    """
+    heads, head_dim = attention.num_attention_heads, attention.attention_head_size
+    batch_size, num_windows, tokens, _ = windows.shape
     windows_as_batch = mask.dim() == 3 or batch_size == 1
+    project = _project_heads if windows_as_batch else _project_heads_contiguous
+    query, key, value = project(attention, windows)
+    query_scale, key_scale = cosine_scales(attention, query, key)
+    query, key = query * query_scale, key * key_scale
     if windows_as_batch:
-        query, key, value = _project_heads(attention, windows)
         # 4-D masks: CPU's flash kernel takes no 3-D mask and would fall back to the math path
         mask = mask[None] if mask.dim() == 3 else mask.view(num_windows, heads, tokens, tokens)
         shape = (batch_size * num_windows, heads, tokens, head_dim)
     else:
-        query, key, value = _project_heads_contiguous(attention, windows)
         shape = (batch_size, num_windows * heads, tokens, head_dim)
-    # cosine similarity with the logit scale folded into q: one pass each over q and k
-    logit_scale = torch.clamp(attention.logit_scale, max=math.log(1.0 / 0.01)).exp()  # heads, 1, 1
-    query = query * (logit_scale / query.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-    key = key * (1.0 / key.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-    dropout = attention.dropout.p if layer.training else 0.0
-    context = F.scaled_dot_product_attention(
+    return F.scaled_dot_product_attention(
         query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=mask, dropout_p=dropout, scale=1.0
     )
-    context = context.view(batch_size, num_windows, heads, tokens, head_dim).transpose(2, 3)  # B, nW, M, heads, d
-    return layer.attention.output(context.reshape(batch_size, num_windows, tokens, channels), None)
+
+
+def cosine_scales(attention, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """s / |q| and 1 / |k| per token and head: multiplied into q and k, SwinV2's s * cos(q, k) becomes q . k."""
+    logit_scale = torch.clamp(attention.logit_scale, max=math.log(1.0 / 0.01)).exp()  # heads, 1, 1
+    query_scale = logit_scale / query.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return query_scale, 1.0 / key.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def _project_heads(attention, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -244,4 +325,5 @@ def attention_bias(
 
 
 __all__ = ["SHIFT_MASK_REPEATS", "WindowCache", "attention_bias", "position_bias", "sdpa_window_attention",
-           "window_token_index", "windows_per_level", "level_layouts", "cosine_window_attention"]  # fmt: skip
+           "window_token_index", "windows_per_level", "level_layouts", "cosine_window_attention",
+           "blocked_window_attention", "use_blocked_core"]  # fmt: skip
