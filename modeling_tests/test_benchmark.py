@@ -65,6 +65,19 @@ def test_stage_times_split_each_block_into_its_parts_for_both_models():
     assert "**whole forward**" in table and table.count("**stage") == 4
 
 
+def test_attention_core_times_cover_every_core_and_thread_count_and_restore_threads(tmp_path):
+    from transformers_mano.benchmark.profiling import ATTENTION_CORES, attention_core_times, core_table
+
+    before = torch.get_num_threads()
+    rows = attention_core_times(6, heads=2, tokens=4, head_dim=3, threads=(1, 2), repeats=3, warmup=1)
+    assert torch.get_num_threads() == before
+    assert [row["threads"] for row in rows] == [1, 2]
+    for row in rows:
+        assert set(row["median_ms"]) == set(ATTENTION_CORES) and all(ms > 0 for ms in row["median_ms"].values())
+    table = core_table(rows)
+    assert table.count("\n") == len(rows) + 1 and "| 6 x 2 x 4 | 2 |" in table
+
+
 def test_paired_ratio_alternates_both_models_and_counts_page_faults():
     from transformers_mano.benchmark.scaling import Case, paired_model_ratio
 

@@ -162,3 +162,57 @@ def stage_table(result: dict) -> str:
 
 
 __all__ = ["MODEL_KINDS", "OPERATOR_PARTS", "parts_table", "profile_forward", "stage_table", "stage_times"]
+
+
+ATTENTION_CORES = ("sdpa", "blocked products", "products, one block")
+
+
+def attention_core_times(
+    num_windows: int, heads: int = 3, tokens: int = 64, head_dim: int = 32, threads: tuple[int, ...] = (1, 2),
+    repeats: int = 60, warmup: int = 5, rounds: int = 3,
+) -> list[dict]:
+    """The fused path's two attention cores alone, on (num_windows, heads, tokens, head_dim) float32 windows under a
+    per-window mask: SDPA, `blocked_window_attention` at its default block size, and the same products over all
+    windows at once. Per thread count, `rounds` rounds of each core's calls back to back (interleaving single calls
+    of cores with different allocation patterns disturbs the allocator between them); medians in ms.
+
+    The default shape is stage 1 of mano-tiny at 256 px, batch 1 (84 windows of its three levels).
+    """
+    from ..models.mano.sdpa_attention_mano import blocked_window_attention
+
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(num_windows, heads, tokens, head_dim, generator=generator) for _ in range(3))
+    mask = torch.randn(num_windows, heads, tokens, tokens, generator=generator)
+    calls = {
+        "sdpa": lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=1.0),
+        "blocked products": lambda: blocked_window_attention(query, key, value, mask),
+        "products, one block": lambda: blocked_window_attention(query, key, value, mask, block_bytes=2**62),
+    }
+    before, results = torch.get_num_threads(), []
+    try:
+        for count in threads:
+            torch.set_num_threads(count)
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            with torch.inference_mode():
+                for _ in range(rounds):  # each core's calls back to back, as a forward makes them; rounds alternate
+                    for name, call in calls.items():
+                        for repeat in range(warmup + repeats // rounds):
+                            start = time.perf_counter()
+                            call()
+                            if repeat >= warmup:
+                                times[name].append((time.perf_counter() - start) * 1e3)
+            results.append({"threads": count, "num_windows": num_windows, "heads": heads, "tokens": tokens,
+                            "head_dim": head_dim, "median_ms": {n: statistics.median(t) for n, t in times.items()}})  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    return results
+
+
+def core_table(results: list[dict]) -> str:
+    """A markdown table: one row per (windows, threads), one column per attention core, median ms per call."""
+    lines = ["| windows x heads x tokens | threads | " + " | ".join(ATTENTION_CORES) + " |",
+             "|---" * (len(ATTENTION_CORES) + 2) + "|"]  # fmt: skip
+    for row in results:
+        cells = " | ".join(f"{row['median_ms'][name]:.2f}" for name in ATTENTION_CORES)
+        lines.append(f"| {row['num_windows']} x {row['heads']} x {row['tokens']} | {row['threads']} | {cells} |")
+    return "\n".join(lines)

@@ -121,12 +121,11 @@ def use_blocked_core(windows: torch.Tensor, dropout: float) -> bool:
     """Whether the attention core runs as `blocked_window_attention` rather than SDPA: on CPU, without autograd or
     dropout, outside tracing, on more than one thread.
 
-    On one CPU thread torch's fused (flash) kernel is the faster core: it never writes the scores to memory (at
-    1024 px, batch 1, it made mano-tiny's forward 10 % faster than the blocked core). Its split of many small
-    windows over threads gains little, though (stage 1 of a 256 px image, 84 windows x 3 heads x 64 tokens: about
-    3.7 ms on one thread and 3.8-4.6 ms on two, on the project's 2-core machine), where batched matrix products
-    on blocks of windows scale; on two threads the blocked core was faster at every measured size (docs: README,
-    Benchmarks). On GPUs and under autograd SDPA stays.
+    On one CPU thread torch's fused (flash) kernel is as fast or faster: it never writes the scores to memory. Its
+    split of many small windows over threads gains little, though, where batched products on blocks of windows
+    scale: stage 1 of a 256 px image (84 windows x 3 heads x 64 tokens) took 5.2 ms through SDPA and 6.0 ms blocked
+    on one thread, 4.5 and 3.1 ms on two (`scripts/profile_forward.py --cores`, the project's 2-core machine; the
+    README's Performance section has the rest). On GPUs and under autograd SDPA stays.
     """
     return (
         windows.device.type == "cpu"
