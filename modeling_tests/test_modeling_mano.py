@@ -463,7 +463,8 @@ def test_fused_path_inference_equals_eager_path(tester, size, one_image, torch_t
 
 
 def test_blocked_core_runs_where_it_pays_only():
-    """The blocked core serves CPU inference on several threads; autograd, dropout and one thread keep SDPA."""
+    """The blocked core serves CPU inference in float32/64 on several threads; autograd, dropout, bfloat16, autocast
+    and one thread keep SDPA."""
     from transformers_mano.models.mano.sdpa_attention_mano import use_blocked_core
 
     windows, before = torch.zeros(1), torch.get_num_threads()
@@ -471,6 +472,10 @@ def test_blocked_core_runs_where_it_pays_only():
         torch.set_num_threads(2)
         with torch.no_grad():
             assert use_blocked_core(windows, 0.0) and not use_blocked_core(windows, 0.1)
+            assert use_blocked_core(windows.double(), 0.0)
+            assert not use_blocked_core(windows.bfloat16(), 0.0)  # SDPA keeps float32 scores in bfloat16
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert not use_blocked_core(windows, 0.0)
         assert not use_blocked_core(windows, 0.0)  # autograd on
         torch.set_num_threads(1)
         with torch.no_grad():

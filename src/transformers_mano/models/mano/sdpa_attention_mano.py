@@ -118,8 +118,8 @@ def cosine_window_attention(layer: ManoLayer, windows: torch.Tensor, mask: torch
 
 
 def use_blocked_core(windows: torch.Tensor, dropout: float) -> bool:
-    """Whether the attention core runs as `blocked_window_attention` rather than SDPA: on CPU, without autograd or
-    dropout, outside tracing, on more than one thread.
+    """Whether the attention core runs as `blocked_window_attention` rather than SDPA: on CPU, in float32 or float64
+    without autocast, without autograd or dropout, outside tracing, on more than one thread.
 
     On one CPU thread torch's fused (flash) kernel is as fast or faster: it never writes the scores to memory. Its
     split of many small windows over threads gains little, though, where batched products on blocks of windows
@@ -129,6 +129,8 @@ def use_blocked_core(windows: torch.Tensor, dropout: float) -> bool:
     """
     return (
         windows.device.type == "cpu"
+        and windows.dtype in (torch.float32, torch.float64)  # in bfloat16 SDPA keeps float32 scores; products do not
+        and not torch.is_autocast_enabled("cpu")
         and dropout == 0.0
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
