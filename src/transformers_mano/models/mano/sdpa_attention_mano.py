@@ -130,12 +130,19 @@ def use_blocked_core(windows: torch.Tensor, dropout: float) -> bool:
     return (
         windows.device.type == "cpu"
         and windows.dtype in (torch.float32, torch.float64)  # in bfloat16 SDPA keeps float32 scores; products do not
-        and not torch.is_autocast_enabled("cpu")
+        and not _cpu_autocast()
         and dropout == 0.0
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         and torch.get_num_threads() > 1
     )
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # releases that take no device type
+        return torch.is_autocast_cpu_enabled()
 
 
 # Scores of one block of windows, in bytes: small enough that a block's scores stay in the core's cache between the
