@@ -507,6 +507,25 @@ def test_blocked_window_attention_equals_sdpa(per_window, block_bytes):
     torch.testing.assert_close(blocked, expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
+def test_inference_position_bias_is_kept_until_what_it_is_computed_from_changes(tester):
+    """Without autograd the fused path computes a layer's position bias once and keeps it while the MLP's
+    parameters and the coordinate table are equal by value; an edit of either (no version counter needed) makes it
+    compute the bias again, equal to a fresh computation."""
+    from transformers_mano.models.mano.sdpa_attention_mano import position_bias, reused_position_bias
+
+    layer = ManoModel(tester.get_config()).eval().encoder.layers[0].blocks[0]
+    attention = layer.attention.self
+    with torch.no_grad():
+        first = reused_position_bias(layer)
+        assert reused_position_bias(layer) is first
+        for edit in (attention.continuous_position_bias_mlp[0].bias.data, attention.relative_coords_table):
+            edit.add_(0.25)
+            again = reused_position_bias(layer)
+            assert again is not first and not torch.equal(again, first)
+            assert torch.equal(again, position_bias(layer))
+            first = again
+
+
 @pytest.mark.parametrize("update", ["in-place", "fused-adamw"])
 def test_inference_mask_cache_follows_the_weights(tester, update):
     """The cached attention mask of the fused path is rebuilt when the position-bias weights change, including
