@@ -653,6 +653,13 @@ def test_torch_export_and_jit_trace(tester):
         torch.testing.assert_close(exported.module()(pixel_values).logits, expected)
         traced = torch.jit.trace(model, (pixel_values,), strict=False)
         torch.testing.assert_close(traced(pixel_values)["logits"], expected)
+        # the trace computes the position bias from the weights (nothing kept from the traced call is a constant)
+        for stage in model.base_model.encoder.layers:
+            for block in stage.blocks:
+                block.attention.self.continuous_position_bias_mlp[2].weight.mul_(3.0)
+        changed = model(pixel_values).logits
+        assert not torch.allclose(changed, expected)
+        torch.testing.assert_close(traced(pixel_values)["logits"], changed)
 
 
 def test_auto_registration(tester, tmp_path):

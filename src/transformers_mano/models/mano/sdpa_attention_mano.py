@@ -331,7 +331,8 @@ def attention_bias(
     a shifted layer for the next call with the same grid layout whose position bias is equal, value for value
     (which holds however the weights were changed: optimiser steps, loading, in-place edits).
     """
-    reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    # nothing kept while tracing: a trace would record a kept tensor as a constant, not as what it is computed from
+    reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
     bias = (reused_position_bias(layer) if reuse else position_bias(layer)).to(dtype)
     if all(shift == 0 for *_, shift in layouts):
         return bias
