@@ -23,9 +23,12 @@ from transformers_mano.models.mano_operator.modeling_mano_operator import (
     ManoOperatorWindowAttention,
     axis_positions,
     grid_coordinates,
+    interpolation_matrix,
+    nearest_matrix,
     relative_l2,
     resample_grid,
     resampling_matrix,
+    sampled_interpolation_matrix,
 )
 from transformers_mano.models.mano_operator.window_kernel import (
     fused_window_attention,
@@ -510,6 +513,57 @@ def test_resampling_keeps_affine_fields_and_averages(layout, source, target, res
     if restriction != "average" and target < source and nested:  # the coarse points are points of the fine grid
         stride = source // target if layout == "strided" else (source - 1) // (target - 1)
         assert torch.equal(matrix, torch.eye(source, dtype=torch.float64)[::stride][:target])
+
+
+@pytest.mark.parametrize("layout", ["corners", "strided"])
+@pytest.mark.parametrize("fine, coarse", [(64, 32), (63, 32), (16, 8), (15, 8), (50, 17), (33, 32), (8, 8), (9, 1)])
+def test_consistent_prolongation_is_undone_by_sampling(layout, fine, coarse) -> None:
+    """The "consistent" prolongation interpolates from the fine points that "sample" reads: sampling its output gives
+    the coarse values back exactly (on grids that are not nested too), it is a linear interpolation (non-negative
+    rows summing to 1, affine functions of the fine index kept between the first and last points read), and on
+    nested grids it is the nominal interpolation."""
+    matrix = resampling_matrix(coarse, fine, layout, "sample", "consistent")
+    torch.testing.assert_close(matrix, sampled_interpolation_matrix(fine, coarse, layout), rtol=0, atol=0)
+    assert torch.equal(nearest_matrix(fine, coarse, layout) @ matrix, torch.eye(coarse, dtype=torch.float64))
+    assert bool((matrix >= 0).all())
+    torch.testing.assert_close(matrix.sum(-1), torch.ones(fine, dtype=torch.float64), rtol=0, atol=1e-15)
+    read = nearest_matrix(fine, coarse, layout).argmax(-1).double()  # the fine indices the coarse values stand at
+    inside = torch.arange(fine) <= read.max()
+    torch.testing.assert_close((matrix @ (0.3 + 2.0 * read))[inside], (0.3 + 2.0 * torch.arange(fine).double())[inside],
+                               rtol=0, atol=1e-12)  # fmt: skip  # float64 rounding of a two-term sum
+    nested = (layout == "strided" and fine % coarse == 0) or (layout == "corners" and (fine - 1) % max(coarse - 1, 1) == 0)
+    if nested:
+        assert torch.equal(matrix, interpolation_matrix(fine, coarse, layout))
+    for restriction in ("linear", "average"):  # their values stand at the coarse points: nominal interpolation
+        assert torch.equal(resampling_matrix(coarse, fine, layout, restriction, "consistent"),
+                           interpolation_matrix(fine, coarse, layout))  # fmt: skip
+
+
+def test_consistent_prolongation_keeps_the_trained_computation_on_grids_that_are_not_nested() -> None:
+    """On a 16 x 16 "corners" grid (not nested with 8 x 8: 15 would be), with attention_resolution 8 and the
+    "consistent" prolongation, the prediction at the points the restriction reads equals the 8 x 8 model's on those
+    points' values: every block reads back exactly what the attention wrote. The "nominal" prolongation moves the
+    update by up to a quarter of a trained spacing there, and the blocks compound it. Both agree on nested grids."""
+    torch.manual_seed(0)
+    plain = ManoOperatorModel(tiny_config()).double().eval()
+    models = {}
+    for prolongation in ("nominal", "consistent"):
+        models[prolongation] = ManoOperatorModel(tiny_config(attention_resolution=8,
+                                                             attention_prolongation=prolongation)).double().eval()
+        models[prolongation].load_state_dict(plain.state_dict())
+    fine = fields(2, 16).double()
+    read = nearest_matrix(16, 8, "corners").argmax(-1)
+    coarse = fine[:, read][:, :, read]
+    with torch.no_grad():
+        reference = plain(coarse).predictions
+        consistent = models["consistent"](fine).predictions[:, read][:, :, read]
+        nominal = models["nominal"](fine).predictions[:, read][:, :, read]
+        # float64 sums of a few products over two blocks of width 8, one grid against another: see FLOAT64_ATOL
+        torch.testing.assert_close(consistent, reference, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+        assert relative_l2(nominal, reference).max() > 1e-4  # a shifted update: relative errors of order 1e-2
+        nested = fields(2, 15).double()
+        assert torch.equal(models["consistent"](nested).predictions, models["nominal"](nested).predictions)
+        assert torch.equal(models["consistent"](coarse).predictions, reference)
 
 
 def test_resample_grid_applies_the_axis_matrices_to_every_channel() -> None:

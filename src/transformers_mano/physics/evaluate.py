@@ -50,6 +50,12 @@ class EvaluationArguments:
         metadata={"help": "MANO only: how a finer grid is resampled for the attention: sample, linear or average "
                           "(None: the saved one)."},  # fmt: skip
     )
+    attention_prolongation: str | None = field(
+        default=None,
+        metadata={"help": "MANO only: how the attention's output returns to a finer grid: nominal (from the trained "
+                          "points' positions) or consistent (from the points the restriction read) (None: the saved "
+                          "one)."},  # fmt: skip
+    )
     num_levels: int | None = field(
         default=None,
         metadata={"help": "MANO only: this level count on every grid instead of the saved one (e.g. 4, the count of "
@@ -70,7 +76,7 @@ class EvaluationArguments:
 
 def mano_overrides(args: EvaluationArguments) -> dict[str, object]:
     """The MANO config values an evaluation replaces: only the options given."""
-    options = ("native_resolution", "num_levels", "attention_restriction")
+    options = ("native_resolution", "num_levels", "attention_restriction", "attention_prolongation")
     overrides = {option: getattr(args, option) for option in options if getattr(args, option) is not None}
     side = args.attention_resolution
     if side is not None:
@@ -145,6 +151,7 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
     evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution, "num_levels": args.num_levels,
                   "attention_resolution": getattr(model.config, "attention_resolution", None),
                   "attention_restriction": getattr(model.config, "attention_restriction", None),
+                  "attention_prolongation": getattr(model.config, "attention_prolongation", None),
                   "dataset_seed": args.dataset_seed,
                   "interpolate_from": args.interpolate_from, "test": tests, "machine": machine_info()}  # fmt: skip
     name = f"evaluation{suffix}.json"

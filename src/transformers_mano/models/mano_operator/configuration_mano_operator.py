@@ -18,6 +18,7 @@ POSITIONAL_EMBEDDINGS: tuple[str, ...] = get_args(PositionalEmbedding)
 GridLayout = Literal["corners", "strided"]
 GRID_LAYOUTS: tuple[str, ...] = get_args(GridLayout)
 Restriction = Literal["sample", "linear", "average"]
+Prolongation = Literal["nominal", "consistent"]
 AttentionKernel = Literal["auto", "torch"]
 
 
@@ -87,6 +88,15 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
         the points of a discontinuous field it makes values no training grid holds). `"average"`: the local mean of
         linear interpolation's transpose (full weighting, anti-aliased), for fields whose grid values are cell
         averages.
+    attention_prolongation (`str`, *optional*, defaults to `"consistent"`):
+        How the attention's output at `attention_resolution` is interpolated back onto a finer grid, linearly from
+        where its values stand. `"consistent"`: from the points `attention_restriction="sample"` read (the finer
+        grid's points nearest the trained ones), so that the next block's restriction reads back exactly what the
+        attention wrote, and at those points every block computes what it computes on the trained grid. `"nominal"`:
+        from the trained points' positions (the behaviour before the option). On nested grids the two coincide; on
+        grids that are not nested (a 64 x 64 grid with both ends against a 32 x 32 one) `"nominal"` moves the
+        update by up to a quarter of a trained spacing at the points the attention reads, and the blocks compound
+        it. With the other restrictions, whose values stand at the trained points, both are `"nominal"`.
     grid_layout (`str`, *optional*, defaults to `"corners"`):
         Where the n points of an axis sit in [0, 1], which the resampling of `attention_resolution` follows:
         `"corners"`: at i / (n - 1), both ends included (`generate_darcy`); `"strided"`: at i / n, the first end
@@ -140,6 +150,7 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
     native_resolution: int | None = at_least(2)(default=None)
     attention_resolution: int | None = at_least(2)(default=None)
     attention_restriction: Restriction = "sample"
+    attention_prolongation: Prolongation = "consistent"
     grid_layout: GridLayout = "corners"
     attention_kernel: AttentionKernel = "auto"
     layer_norm_eps: float = 1e-5

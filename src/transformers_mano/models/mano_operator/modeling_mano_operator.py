@@ -78,13 +78,41 @@ def nearest_matrix(fine: int, coarse: int, layout: str) -> torch.Tensor:
     return torch.eye(fine, dtype=torch.float64)[nearest]
 
 
+def sampled_interpolation_matrix(fine: int, coarse: int, layout: str) -> torch.Tensor:
+    """(fine, coarse) float64: linear interpolation of values held at the `fine` points nearest each of `coarse`
+    points (the points `nearest_matrix` reads) onto all `fine` points (held constant past the last one). It is a
+    right inverse of that sampling, `nearest_matrix(fine, coarse) @ this == I`, on nested grids or not; on nested
+    grids it is `interpolation_matrix`."""
+    if coarse == 1:
+        return torch.ones(fine, 1, dtype=torch.float64)
+    nodes = axis_positions(coarse, fine, layout).round().clamp(0, fine - 1)  # increasing when fine >= coarse
+    position = torch.arange(fine, dtype=torch.float64)
+    high = torch.searchsorted(nodes, position, right=True).clamp(1, coarse - 1)
+    low = high - 1
+    fraction = ((position - nodes[low]) / (nodes[high] - nodes[low])).clamp(0, 1)
+    rows = torch.arange(fine)
+    matrix = torch.zeros(fine, coarse, dtype=torch.float64)
+    matrix[rows, low] = 1 - fraction
+    matrix[rows, high] += fraction
+    return matrix
+
+
 @lru_cache(maxsize=64)
-def resampling_matrix(source: int, target: int, layout: str, restriction: str = "sample") -> torch.Tensor:
-    """(target, source) float64 resampling of an axis between two grids of one interval: linear interpolation onto
-    a finer grid. Onto a coarser one, by `restriction`: "sample" the value at the fine point nearest each coarse
-    point (on nested grids, the coarse points' own values), "linear" linear interpolation at the coarse points'
-    positions, "average" the transpose of interpolation with rows normalised to 1 (multigrid's full weighting for a
-    factor 2: weights 1/4, 1/2, 1/4), a local mean."""
+def resampling_matrix(
+    source: int, target: int, layout: str, restriction: str = "sample", prolongation: str = "nominal"
+) -> torch.Tensor:
+    """(target, source) float64 resampling of an axis between two grids of one interval.
+
+    Onto a finer grid, linear interpolation: with `prolongation` "nominal" from the coarse points' positions, with
+    "consistent" and restriction "sample" from the positions of the fine points that "sample" reads (so that
+    sampling the interpolated values gives back the coarse ones, on grids that are not nested too; with the other
+    restrictions, whose values stand at the coarse points' positions, the same as "nominal"). Onto a coarser one, by
+    `restriction`: "sample" the value at the fine point nearest each coarse point (on nested grids, the coarse
+    points' own values), "linear" linear interpolation at the coarse points' positions, "average" the transpose of
+    interpolation with rows normalised to 1 (multigrid's full weighting for a factor 2: weights 1/4, 1/2, 1/4), a
+    local mean."""
+    if target >= source and prolongation == "consistent" and restriction == "sample":
+        return sampled_interpolation_matrix(target, source, layout)
     if target >= source or restriction == "linear":
         return interpolation_matrix(target, source, layout)
     if restriction == "sample":
@@ -93,10 +121,12 @@ def resampling_matrix(source: int, target: int, layout: str, restriction: str = 
     return weights / weights.sum(-1, keepdim=True)
 
 
-def resample_grid(grid: torch.Tensor, height: int, width: int, layout: str, restriction: str = "sample") -> torch.Tensor:
+def resample_grid(
+    grid: torch.Tensor, height: int, width: int, layout: str, restriction: str = "sample", prolongation: str = "nominal"
+) -> torch.Tensor:
     """(B, h, w, C) -> (B, height, width, C) by `resampling_matrix` along each axis."""
-    rows = resampling_matrix(grid.shape[1], height, layout, restriction).to(grid.device, grid.dtype)
-    cols = resampling_matrix(grid.shape[2], width, layout, restriction).to(grid.device, grid.dtype)
+    rows = resampling_matrix(grid.shape[1], height, layout, restriction, prolongation).to(grid.device, grid.dtype)
+    cols = resampling_matrix(grid.shape[2], width, layout, restriction, prolongation).to(grid.device, grid.dtype)
     return torch.einsum("yh,xw,bhwc->byxc", rows, cols, grid)
 
 
@@ -419,7 +449,7 @@ class ManoOperatorLayer(nn.Module):
         else:
             layout, restriction = self.config.grid_layout, self.config.attention_restriction
             update = self.multipole_attention(resample_grid(grid, side, side, layout, restriction))
-            grid = grid + resample_grid(update, height, width, layout)
+            grid = grid + resample_grid(update, height, width, layout, restriction, self.config.attention_prolongation)
         return grid + self.feed_forward(grid)
 
     def multipole_attention(self, grid: torch.Tensor) -> torch.Tensor:
