@@ -555,6 +555,12 @@ def test_a_mano_run_keeps_its_attention_at_the_training_grid(tiny_runs, tmp_path
     assert other["sample"]["test"]["8"]["relative_mse"] != pytest.approx(results["test"]["8"]["relative_mse"], rel=1e-3)
     assert other["sample"]["test"]["8"] == other["linear"]["test"]["8"]  # the trained side: no resampling
     assert other["sample"]["test"]["16"]["relative_mse"] != other["linear"]["test"]["16"]["relative_mse"]
+    # the update's way back replaced too: saved runs take "consistent"; "nominal" differs on 16 (not nested), not on 8
+    nominal = evaluate_run(mano, EvaluationArguments(run_dirs=[str(mano)], dataset_seed=1, attention_prolongation="nominal",
+                                                     cache_dir=str(root / "cache"), tag="val-nominal"))  # fmt: skip
+    assert other["sample"]["attention_prolongation"] == "consistent" and nominal["attention_prolongation"] == "nominal"
+    assert nominal["test"]["8"] == other["sample"]["test"]["8"]
+    assert nominal["test"]["16"]["relative_mse"] != other["sample"]["test"]["16"]["relative_mse"]
     assert [darcy.grid_layout_of(name) for name in ("neuralop_darcy_16", "b.hdf5", "grf_darcy_32", str(tmp_path))] \
         == ["strided", "strided", "corners", "corners"]  # fmt: skip
 

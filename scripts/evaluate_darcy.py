@@ -4,6 +4,7 @@
     python scripts/evaluate_darcy.py out/darcy-protocol/fno-lr0.003-s0 --interpolate_from 16 --tag interp16
     python scripts/evaluate_darcy.py out/darcy-protocol/mano-lr0.001-s0 --num_levels 4 --tag levels4
     python scripts/evaluate_darcy.py out/darcy-protocol/mano-lr0.001-s0 --attention_resolution none --tag direct
+    python scripts/evaluate_darcy.py out/r32-100/mano-lr0.003-s0 --attention_prolongation nominal --tag nominal
 
 Writes evaluation[-<tag>].json into each run folder and prints the errors. See docs/darcy.md.
 """
@@ -28,6 +29,9 @@ def main(argv: list[str]) -> None:
                         help="MANO only: the grid side its attention runs at instead of the saved one ('none': as given)")
     parser.add_argument("--attention_restriction", default=None, choices=["sample", "linear", "average"],
                         help="MANO only: how a finer grid is resampled for the attention (default: the saved way)")
+    parser.add_argument("--attention_prolongation", default=None, choices=["consistent", "nominal"],
+                        help="MANO only: how the attention's output returns to a finer grid: from the points the "
+                        "restriction read (consistent) or the trained points' positions (nominal; default: the saved way)")
     parser.add_argument("--num_levels", type=int, default=None,
                         help="MANO only: this level count on every grid instead of the saved one")
     parser.add_argument("--data", default=None, help="data set (default: each run's own)")
