@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+
 # No Hub, no network: every model and data set in the tests is built locally. Set before anything imports
 # huggingface_hub, which reads these once, at import.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,20 +50,20 @@ class ManoModelTester:
     def __init__(self, batch_size: int = 2, image_size: int = 32, **overrides):
         self.batch_size = batch_size
         self.image_size = image_size
-        self.config_kwargs = dict(
-            image_size=image_size,
-            patch_size=2,
-            num_channels=3,
-            embed_dim=16,
-            depths=[2, 2],
-            num_heads=[2, 4],
-            window_size=2,
-            mlp_ratio=2.0,
-            drop_path_rate=0.0,
-            num_labels=5,
-            encoder_stride=4,
-            projector_init="avg_pool_nearest_up",
-        )
+        self.config_kwargs = {
+            "image_size": image_size,
+            "patch_size": 2,
+            "num_channels": 3,
+            "embed_dim": 16,
+            "depths": [2, 2],
+            "num_heads": [2, 4],
+            "window_size": 2,
+            "mlp_ratio": 2.0,
+            "drop_path_rate": 0.0,
+            "num_labels": 5,
+            "encoder_stride": 4,
+            "projector_init": "avg_pool_nearest_up",
+        }
         self.config_kwargs.update(overrides)
 
     def get_config(self):
@@ -113,7 +114,7 @@ class StopAtStep(TrainerCallback):
 # Trained-like weights and numeric comparisons
 
 
-from transformers_mano.conversion.stand_in import make_trained_like  # noqa: E402  (re-exported for tests)
+from transformers_mano.conversion.stand_in import make_trained_like  # noqa: E402, F401  (re-exported for tests)
 
 
 # float32 unit roundoff

@@ -20,10 +20,14 @@ def test_a_clean_linear_sweep_gives_a_trusted_exponent_of_one() -> None:
 
 @pytest.mark.parametrize(
     "tokens, values, reason",
-    [([16**2, 32**2], [5.0, 1.2], "2 sizes"), ([32**2, 40**2, 48**2], [5.0, 4.0, 6.0], "span"),
-     ([16**2, 32**2, 64**2, 128**2], [4.0, 1.0, 9.0, 2.0], "R\\^2"), ([16**2, 64**2, 256**2], [9.0, 3.0, 1.0], "negative")],
+    [
+        ([16**2, 32**2], [5.0, 1.2], "2 sizes"),
+        ([32**2, 40**2, 48**2], [5.0, 4.0, 6.0], "span"),
+        ([16**2, 32**2, 64**2, 128**2], [4.0, 1.0, 9.0, 2.0], "R\\^2"),
+        ([16**2, 64**2, 256**2], [9.0, 3.0, 1.0], "negative"),
+    ],
     ids=["two-sizes", "narrow-span", "noise", "decreasing"],
-)  # fmt: skip
+)
 def test_a_sweep_that_cannot_support_its_exponent_is_flagged(tokens, values, reason) -> None:
     fit = fit_exponent(tokens, values)
     assert not fit["trusted"]
@@ -47,7 +51,13 @@ def test_forward_profile_splits_operator_time_into_parts():
 
 
 def test_stage_times_split_each_block_into_its_parts_for_both_models():
-    from transformers_mano.benchmark.profiling import BLOCK_PARTS, OUTSIDE_STAGES, REST_OF_BLOCK, stage_table, stage_times
+    from transformers_mano.benchmark.profiling import (
+        BLOCK_PARTS,
+        OUTSIDE_STAGES,
+        REST_OF_BLOCK,
+        stage_table,
+        stage_times,
+    )
 
     torch.manual_seed(0)
     # 128 px: stage 1 of mano-tiny is a 32x32 grid, planned with coarse levels, so its projectors run

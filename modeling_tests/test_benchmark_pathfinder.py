@@ -9,8 +9,8 @@ import torch
 
 from transformers_mano.benchmark.pathfinder import (
     MODEL_KINDS,
-    accuracy,
     PathfinderRecipe,
+    accuracy,
     build_model,
     count_parameters,
     dihedral,
@@ -18,9 +18,9 @@ from transformers_mano.benchmark.pathfinder import (
     load_splits,
     plot_accuracy_against_size,
     plot_learning_curves,
-    series_labels,
     run_comparison,
     score_saved_runs,
+    series_labels,
     summary_table,
     transfer_table,
     weights_path,
@@ -29,7 +29,8 @@ from transformers_mano.image_classification.pathfinder import PathfinderSpec, sa
 from transformers_mano.models.mano.modeling_mano import ManoForImageClassification
 from transformers_mano.multipole import plan_num_levels
 
-TINY = dict(embed_dim=12, depths=[1, 1], num_heads=[2, 2], stem_channels=4, cnn_channels=4)
+
+TINY = {"embed_dim": 12, "depths": [1, 1], "num_heads": [2, 2], "stem_channels": 4, "cnn_channels": 4}
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
@@ -70,7 +71,9 @@ def test_stem_control_is_the_transformers_stem_with_a_linear_head():
     recipe = PathfinderRecipe(**TINY)
     control, hybrid = build_model("cnn-stem", recipe, 32), build_model("swinv2", recipe, 32)
     assert [type(m) for m in control.features] == [type(m) for m in hybrid.stem]
-    assert [tuple(p.shape) for p in control.features.parameters()] == [tuple(p.shape) for p in hybrid.stem.parameters()]
+    assert [tuple(p.shape) for p in control.features.parameters()] == [
+        tuple(p.shape) for p in hybrid.stem.parameters()
+    ]
     assert control.classifier.in_features == recipe.stem_channels
 
 
@@ -135,7 +138,9 @@ def test_global_levels_reach_one_window_in_every_stage():
     assert config.num_levels == [3, 2]  # 16 -> 8 -> 4 and 8 -> 4: one 4x4 window each
     auto = PathfinderRecipe(stem="none", patch_size=4, window_size=4, mano_levels="auto", **TINY)
     assert build_model("mano", auto, 96).model.config.resolved_num_levels() == [
-        plan_num_levels(24, 24, 8, 2), plan_num_levels(12, 12, 8, 2)]  # "auto" keeps two windows per side
+        plan_num_levels(24, 24, 8, 2),
+        plan_num_levels(12, 12, 8, 2),
+    ]  # "auto" keeps two windows per side
     odd = build_model("mano", PathfinderRecipe(stem="none", patch_size=1, window_size=4, **TINY), 20)
     assert odd.model.config.num_levels == [4, 3]  # 20 -> 10 -> 5 -> 3 and 10 -> 5 -> 3: ceil per coarsening
     assert build_model("mano-one-level", recipe, image_size=32).model.config.resolved_num_levels() == [1, 1]
@@ -235,8 +240,9 @@ def test_runs_save_weights_score_other_sizes_and_continue_at_another_size(tmp_pa
     model.load_state_dict(saved)
     splits = load_splits(small)
     scored = load_splits(large, normalization=splits.normalization)  # the pixels as the model was trained to see them
-    assert first["transfer"] == {str(large): {"image_size": 32, "test_accuracy": accuracy(model, scored.images["test"],
-                                                                                          scored.labels["test"])}}
+    assert first["transfer"] == {
+        str(large): {"image_size": 32, "test_accuracy": accuracy(model, scored.images["test"], scored.labels["test"])}
+    }
     assert first["test_accuracy"] == accuracy(model, splits.images["test"], splits.labels["test"])
     (rescored,) = score_saved_runs(tmp_path / "a", [large], progress=False)  # later, from the saved files alone
     assert rescored["transfer"] == first["transfer"]
@@ -246,8 +252,9 @@ def test_runs_save_weights_score_other_sizes_and_continue_at_another_size(tmp_pa
     with pytest.raises(FileExistsError):
         script["main"]([str(tmp_path / "a"), "--data_dirs", str(large), "--output", str(tmp_path / "scores.json")])
 
-    frozen = PathfinderRecipe(epochs=1, batch_size=4, stem="conv", learning_rate=0.0, init_from=str(tmp_path / "a"),
-                              **TINY)  # fmt: skip
+    frozen = PathfinderRecipe(
+        epochs=1, batch_size=4, stem="conv", learning_rate=0.0, init_from=str(tmp_path / "a"), **TINY
+    )
     (second,) = run_comparison(large, tmp_path / "b", ["mano"], [0], frozen, transfer_dirs=[small])
     assert second["image_size"] == 32 and second["built_for"] == 16
     continued = load_file(weights_path(tmp_path / "b", "mano", 0))
@@ -270,12 +277,23 @@ def test_runs_save_weights_score_other_sizes_and_continue_at_another_size(tmp_pa
 def test_summary_groups_seeds_and_plots(tmp_path):
     folder = tmp_path / "runs"
     folder.mkdir()
-    for seed, accuracy, load in ((0, 0.6, 1.04), (1, 0.8, 2.5)):
-        run = {"model": "mano", "seed": seed, "image_size": 32, "test_accuracy": accuracy, "validation_accuracy": 0.7,
-               "best_epoch": 3, "parameters": 1234, "flops": 5e6, "wall_seconds": 10.0,
-               "machine": {"load_average_1min": load},
-               "history": [{"epoch": 1, "phase": "curriculum", "validation_accuracy": 0.5},
-                           {"epoch": 2, "phase": "task", "validation_accuracy": accuracy}]}  # fmt: skip
+    for seed, test_accuracy, load in ((0, 0.6, 1.04), (1, 0.8, 2.5)):
+        run = {
+            "model": "mano",
+            "seed": seed,
+            "image_size": 32,
+            "test_accuracy": test_accuracy,
+            "validation_accuracy": 0.7,
+            "best_epoch": 3,
+            "parameters": 1234,
+            "flops": 5e6,
+            "wall_seconds": 10.0,
+            "machine": {"load_average_1min": load},
+            "history": [
+                {"epoch": 1, "phase": "curriculum", "validation_accuracy": 0.5},
+                {"epoch": 2, "phase": "task", "validation_accuracy": test_accuracy},
+            ],
+        }
         (folder / f"mano-s{seed}.json").write_text(json.dumps(run))
     table = summary_table(load_runs([folder]))
     assert transfer_table(load_runs([folder])) == ""  # no run was scored on another size
@@ -295,9 +313,16 @@ def test_summary_groups_seeds_and_plots(tmp_path):
 def test_plots_tell_recipe_variants_apart():
     """The same model at the same size in two folders (another patch size, say) is two series, the second named
     by its folder; the first folders' runs of a model stay one series over sizes."""
-    runs = [{"model": model, "image_size": size, "run_dir": f"out/{folder}"}
-            for model, size, folder in (("mano", 32, "pf32"), ("mano", 64, "pf64"), ("mano", 64, "pf64-p2"),
-                                        ("cnn", 32, "pf32"), ("cnn", 64, "pf64"))]  # fmt: skip
+    runs = [
+        {"model": model, "image_size": size, "run_dir": f"out/{folder}"}
+        for model, size, folder in (
+            ("mano", 32, "pf32"),
+            ("mano", 64, "pf64"),
+            ("mano", 64, "pf64-p2"),
+            ("cnn", 32, "pf32"),
+            ("cnn", 64, "pf64"),
+        )
+    ]
     assert series_labels(runs) == ["mano", "mano", "mano (pf64-p2)", "cnn", "cnn"]
 
 
@@ -314,7 +339,10 @@ def test_offline_digits_take_their_number_of_classes():
 
 @pytest.mark.parametrize(
     "device, message",
-    [("gpu", "'gpu' is not a torch device"), ("cuda:7", "device 'cuda:7': (this torch .* sees no CUDA|only \\d+ CUDA)")],
+    [
+        ("gpu", "'gpu' is not a torch device"),
+        ("cuda:7", "device 'cuda:7': (this torch .* sees no CUDA|only \\d+ CUDA)"),
+    ],
     ids=["not-a-device", "absent-gpu"],
 )
 def test_an_unusable_device_is_named_before_any_data_is_read(tmp_path, device, message):

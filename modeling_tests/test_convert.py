@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REFUSE_PACKAGE_IMPORT, make_trained_like
 from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file, save_file
@@ -30,9 +31,7 @@ from transformers import (
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 import transformers_mano  # noqa: F401  (registers the Auto classes)
-from conftest import REFUSE_PACKAGE_IMPORT, make_trained_like
 from transformers_mano import ManoConfig, ManoForImageClassification
-from transformers_mano.utils.cli import run_main
 from transformers_mano.conversion import swinv2_to_mano as convert_module
 from transformers_mano.conversion.swinv2_to_mano import (
     ConversionError,
@@ -41,12 +40,22 @@ from transformers_mano.conversion.swinv2_to_mano import (
     push_folder_to_hub,
     swinv2_twin_config,
 )
+from transformers_mano.utils.cli import run_main
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import convert_swinv2_to_mano  # noqa: E402
 
+
 # Token grids 16, 8, 4 with window 2: the automatic plan is [3, 2, 1] (coarsest grid >= two windows per side).
-TINY = dict(image_size=64, patch_size=4, embed_dim=8, depths=[2, 1, 1], num_heads=[1, 2, 2], window_size=2)
+TINY = {
+    "image_size": 64,
+    "patch_size": 4,
+    "embed_dim": 8,
+    "depths": [2, 1, 1],
+    "num_heads": [1, 2, 2],
+    "window_size": 2,
+}
 BASE_MODEL = "microsoft/swinv2-tiny-patch4-window8-256"
 REPOSITORY_FILES = [
     "README.md",
@@ -64,7 +73,11 @@ REPOSITORY_FILES = [
     "sdpa_attention_mano.py",
 ]
 AUTO_MAP_KEYS = {
-    "AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoModelForMaskedImageModeling", "AutoBackbone"
+    "AutoConfig",
+    "AutoModel",
+    "AutoModelForImageClassification",
+    "AutoModelForMaskedImageModeling",
+    "AutoBackbone",
 }
 SWINV2_CLASSES = {
     "Swinv2Model": Swinv2Model,
@@ -108,7 +121,9 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, con
     """A tiny SwinV2 classifier and its conversion with a named head: (source, output, report)."""
     root = tmp_path_factory.mktemp("converted")
     make_swinv2_checkpoint(root / "swinv2", num_labels=3, id2label={0: "cat", 1: "dog", 2: "fox"})
-    report = convert_swinv2_checkpoint(root / "swinv2", root / "mano", base_model=BASE_MODEL, hub_model_id="org/mano-x")
+    report = convert_swinv2_checkpoint(
+        root / "swinv2", root / "mano", base_model=BASE_MODEL, hub_model_id="org/mano-x"
+    )
     return root / "swinv2", root / "mano", report
 
 
@@ -180,13 +195,33 @@ def test_conversion_reproduces_swinv2_and_reloads(tmp_path: Path, architecture: 
 def test_swinv2_tiny_shape_through_the_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """SwinV2-T at 256 px, window 8, 1000 classes: levels [3, 2, 1, 1], +737,280 parameters, exact logits."""
     make_swinv2_checkpoint(
-        tmp_path / "swinv2-t", num_labels=1000, image_size=256, patch_size=4, window_size=8,
-        embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+        tmp_path / "swinv2-t",
+        num_labels=1000,
+        image_size=256,
+        patch_size=4,
+        window_size=8,
+        embed_dim=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
     )
 
-    exit_code = run_main(convert_swinv2_to_mano.main,
-        ["--swinv2_checkpoint", str(tmp_path / "swinv2-t"), "--output_dir", str(tmp_path / "mano-tiny"),
-         "--levels", "3", "2", "1", "1", "--base_model", BASE_MODEL, "--num_check_inputs", "1"]
+    exit_code = run_main(
+        convert_swinv2_to_mano.main,
+        [
+            "--swinv2_checkpoint",
+            str(tmp_path / "swinv2-t"),
+            "--output_dir",
+            str(tmp_path / "mano-tiny"),
+            "--levels",
+            "3",
+            "2",
+            "1",
+            "1",
+            "--base_model",
+            BASE_MODEL,
+            "--num_check_inputs",
+            "1",
+        ],
     )
 
     printed = capsys.readouterr().out
@@ -290,14 +325,22 @@ def test_hub_ids_load_through_transformers(tmp_path: Path, monkeypatch: pytest.M
     source = make_swinv2_checkpoint(tmp_path / "hub")
     (tmp_path / "hub" / "model.safetensors").unlink()
     torch.save(source.state_dict(), tmp_path / "hub" / "pytorch_model.bin")
-    legacy = {"do_normalize": True, "do_resize": True, "feature_extractor_type": "ViTFeatureExtractor",
-              "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "resample": 3, "size": 64}
+    legacy = {
+        "do_normalize": True,
+        "do_resize": True,
+        "feature_extractor_type": "ViTFeatureExtractor",
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "resample": 3,
+        "size": 64,
+    }
     (tmp_path / "hub" / "preprocessor_config.json").write_text(json.dumps(legacy))
     put_in_hub_cache(tmp_path / "cache", "someone/swinv2-tiny", tmp_path / "hub")
     monkeypatch.chdir(tmp_path)
 
-    report = convert_swinv2_checkpoint("someone/swinv2-tiny", tmp_path / "mano", revision="main",
-                                       cache_dir=tmp_path / "cache", num_check_inputs=1)  # fmt: skip
+    report = convert_swinv2_checkpoint(
+        "someone/swinv2-tiny", tmp_path / "mano", revision="main", cache_dir=tmp_path / "cache", num_check_inputs=1
+    )
 
     assert report.source == "someone/swinv2-tiny" and report.max_abs_diff <= 1e-9
     assert ModelCard.load(tmp_path / "mano" / "README.md").data.base_model == "someone/swinv2-tiny"
@@ -390,8 +433,9 @@ def test_existing_output_is_refused_without_overwrite_and_kept_on_failure(
     assert listing(tmp_path) == ["mano", "swinv2"] and listing(tmp_path / "mano") == ["keep.txt"]
     monkeypatch.undo()
     with pytest.raises(ConversionError, match="model card template .* not found"):
-        convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", overwrite=True,
-                                  card_template=tmp_path / "absent.md")  # fmt: skip
+        convert_swinv2_checkpoint(
+            tmp_path / "swinv2", tmp_path / "mano", overwrite=True, card_template=tmp_path / "absent.md"
+        )
 
     convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", overwrite=True, num_check_inputs=0)
     assert listing(tmp_path) == ["mano", "swinv2"] and listing(tmp_path / "mano") == REPOSITORY_FILES
@@ -399,7 +443,9 @@ def test_existing_output_is_refused_without_overwrite_and_kept_on_failure(
 
 def test_a_failed_numeric_check_writes_nothing(tmp_path: Path) -> None:
     make_swinv2_checkpoint(tmp_path / "swinv2")
-    with pytest.raises(ConversionError, match=r"differs from the source by .* \(float64\) > tolerance -1 .*; nothing was"):
+    with pytest.raises(
+        ConversionError, match=r"differs from the source by .* \(float64\) > tolerance -1 .*; nothing was"
+    ):
         convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "mano", tolerance=-1.0, num_check_inputs=1)
     assert listing(tmp_path) == ["swinv2"]
 
@@ -427,7 +473,12 @@ def test_output_folder_is_the_complete_hub_repository(converted) -> None:
     assert {"mano", "swinv2", "image-classification"} <= set(metadata["tags"])
     headings = [line for line in card.text.splitlines() if line.startswith("## ")]
     assert headings == [
-        "## Model details", "## Uses", "## Limitations", "## How to start", "## Training", "## Evaluation",
+        "## Model details",
+        "## Uses",
+        "## Limitations",
+        "## How to start",
+        "## Training",
+        "## Evaluation",
         "## Citation",
     ]
     assert "2507.02748" in card.text.split("## Citation")[1] and 'model="org/mano-x"' in card.text
@@ -467,7 +518,7 @@ def test_push_is_opt_in_and_uploads_the_folder_as_written(converted, monkeypatch
     assert report.pushed_to.endswith("/commit/0") and "pushed to:" in report.format()
 
 
-PIPELINE_IMAGE = dict(mode="RGB", size=(80, 50), color=(200, 30, 90))
+PIPELINE_IMAGE = {"mode": "RGB", "size": (80, 50), "color": (200, 30, 90)}
 
 
 def test_pipeline_with_the_package(converted) -> None:
@@ -479,7 +530,9 @@ def test_pipeline_with_the_package(converted) -> None:
     (top,) = classifier(image, top_k=1)
     model = AutoModelForImageClassification.from_pretrained(output).eval()
     with torch.no_grad():
-        probabilities = model(**AutoImageProcessor.from_pretrained(output)(image, return_tensors="pt")).logits.softmax(-1)
+        probabilities = model(**AutoImageProcessor.from_pretrained(output)(image, return_tensors="pt")).logits.softmax(
+            -1
+        )
     assert top["label"] == model.config.id2label[probabilities.argmax().item()]
     # the same float32 model on the same pixels; the pipeline's softmax may run in another dtype or order: a
     # probability of order 1e-3..1 agrees to a few float32 ulps (1e-7 relative), far inside rel 1e-5

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import StopAtStep
 from datasets import DatasetDict
 from transformers import AutoModel
 
-from conftest import StopAtStep
 from transformers_mano import ManoOperatorConfig, ManoOperatorModel
 from transformers_mano.physics import data as darcy
 from transformers_mano.physics.compare import comparison_table, load_results, plot_comparison, seed_table
@@ -42,10 +42,12 @@ from transformers_mano.physics.training import (
     build_operator,
     count_flops,
     count_parameters,
-    main as train_main,
     parse_arguments,
     relative_errors,
     run_darcy,
+)
+from transformers_mano.physics.training import (
+    main as train_main,
 )
 from transformers_mano.utils import OutputExistsError
 
@@ -102,8 +104,11 @@ def write_fake_neuralop_wheel(path: Path, num_train: int = 6, num_test: int = 3)
     """A zip laid out like the neuraloperator 0.3.0 wheel, with tiny Darcy files of the real format."""
     generator = torch.Generator().manual_seed(0)
     files = {}
-    for name, count, side in (("darcy_train_16", num_train, 16), ("darcy_test_16", num_test, 16),
-                              ("darcy_test_32", num_test, 32)):  # fmt: skip
+    for name, count, side in (
+        ("darcy_train_16", num_train, 16),
+        ("darcy_test_16", num_test, 16),
+        ("darcy_test_32", num_test, 32),
+    ):
         files[name] = {
             "x": torch.rand(count, side, side, generator=generator) > 0.5,
             "y": torch.rand(count, side, side, generator=generator),
@@ -143,7 +148,14 @@ def test_neuralop_files_from_a_folder_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_generated_data_is_cached_under_its_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    kwargs = dict(train_resolution=8, test_resolutions=(8, 12), num_train=3, num_test=2, refine=1, cache_dir=tmp_path)
+    kwargs = {
+        "train_resolution": 8,
+        "test_resolutions": (8, 12),
+        "num_train": 3,
+        "num_test": 2,
+        "refine": 1,
+        "cache_dir": tmp_path,
+    }
     data = load_generated_darcy(**kwargs)
     assert [len(data[s]) for s in ("train", "test_8", "test_12")] == [3, 2, 2]
     assert data["test_12"].features["solution"].shape == (12, 12)
@@ -172,8 +184,11 @@ def random_fields(count: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.
 
 
 def test_a_saved_dataset_dict_folder_is_read_and_checked(tmp_path: Path) -> None:
-    DatasetDict(train=to_dataset(*random_fields(5, 8)), test_8=to_dataset(*random_fields(2, 8, 1)),
-                test_16=to_dataset(*random_fields(2, 16, 2))).save_to_disk(tmp_path / "mine")  # fmt: skip
+    DatasetDict(
+        train=to_dataset(*random_fields(5, 8)),
+        test_8=to_dataset(*random_fields(2, 8, 1)),
+        test_16=to_dataset(*random_fields(2, 16, 2)),
+    ).save_to_disk(tmp_path / "mine")
     data = load_darcy(str(tmp_path / "mine"), num_train=3)
     assert len(data["train"]) == 3 and split_resolutions(data) == [8, 16]
     np.testing.assert_array_equal(as_tensors(data["test_16"])[0][..., 0].numpy(), random_fields(2, 16, 2)[0])
@@ -193,9 +208,12 @@ def write_pdebench_file(path: Path, count: int = 6, side: int = 16, **overrides)
     import h5py
 
     rng = np.random.default_rng(0)
-    arrays = {"nu": rng.random((count, side, side)).astype(np.float32),
-              "tensor": rng.random((count, 1, side, side)).astype(np.float32),
-              "x-coordinate": np.linspace(0, 1, side), "y-coordinate": np.linspace(0, 1, side)}  # fmt: skip
+    arrays = {
+        "nu": rng.random((count, side, side)).astype(np.float32),
+        "tensor": rng.random((count, 1, side, side)).astype(np.float32),
+        "x-coordinate": np.linspace(0, 1, side),
+        "y-coordinate": np.linspace(0, 1, side),
+    }
     arrays.update(overrides)
     with h5py.File(path, "w") as file:
         for key, value in arrays.items():
@@ -214,18 +232,23 @@ def test_pdebench_files_are_subsampled_with_a_fixed_held_out_test_set(tmp_path: 
     # the same held-out samples at both resolutions, subsampled by a stride of 2 for 8x8
     matches = [i for i in range(6) if np.array_equal(arrays["nu"][i], test_16[0][0, ..., 0].numpy())]
     assert len(matches) == 1
-    np.testing.assert_array_equal(as_tensors(data["test_8"])[1][0, ..., 0].numpy(), arrays["tensor"][matches[0], 0, ::2, ::2])
+    np.testing.assert_array_equal(
+        as_tensors(data["test_8"])[1][0, ..., 0].numpy(), arrays["tensor"][matches[0], 0, ::2, ::2]
+    )
     again = load_darcy(str(path), train_resolution=8, test_resolutions=(8, 16), num_test=2)
     np.testing.assert_array_equal(as_tensors(again["train"])[0].numpy(), as_tensors(data["train"])[0].numpy())
 
 
 @pytest.mark.parametrize(
     "overrides, resolution, message",
-    [({"tensor": None}, 8, "no \\['tensor'\\]"), ({"tensor": np.zeros((6, 1, 8, 8), np.float32)}, 8, "same"),
-     ({"nu": np.zeros((6, 16, 12), np.float32), "tensor": np.zeros((6, 1, 16, 12), np.float32)}, 8, "square"),
-     ({}, 6, "divisor of 16")],
+    [
+        ({"tensor": None}, 8, "no \\['tensor'\\]"),
+        ({"tensor": np.zeros((6, 1, 8, 8), np.float32)}, 8, "same"),
+        ({"nu": np.zeros((6, 16, 12), np.float32), "tensor": np.zeros((6, 1, 16, 12), np.float32)}, 8, "square"),
+        ({}, 6, "divisor of 16"),
+    ],
     ids=["missing-key", "shape-mismatch", "non-square", "resolution-not-a-divisor"],
-)  # fmt: skip
+)
 def test_pdebench_errors_name_the_problem(tmp_path: Path, overrides, resolution, message) -> None:
     pytest.importorskip("h5py")
     path = tmp_path / "darcy.hdf5"
@@ -236,10 +259,34 @@ def test_pdebench_errors_name_the_problem(tmp_path: Path, overrides, resolution,
 
 # --- training with Trainer ---------------------------------------------------------------------------------------
 
-TINY_RUN = ["--data", "grf_darcy_8", "--num_train", "12", "--num_test", "2", "--validation_size", "4",
-            "--num_train_epochs", "3", "--per_device_train_batch_size", "4", "--hidden_size", "8", "--num_layers",
-            "1", "--num_heads", "2", "--num_saved_predictions", "2", "--learning_rate", "3e-3",
-            "--disable_tqdm", "true", "--save_strategy", "no"]  # fmt: skip
+TINY_RUN = [
+    "--data",
+    "grf_darcy_8",
+    "--num_train",
+    "12",
+    "--num_test",
+    "2",
+    "--validation_size",
+    "4",
+    "--num_train_epochs",
+    "3",
+    "--per_device_train_batch_size",
+    "4",
+    "--hidden_size",
+    "8",
+    "--num_layers",
+    "1",
+    "--num_heads",
+    "2",
+    "--num_saved_predictions",
+    "2",
+    "--learning_rate",
+    "3e-3",
+    "--disable_tqdm",
+    "true",
+    "--save_strategy",
+    "no",
+]
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +297,9 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path
     runs = []
     models = ["mano", "vit"] + (["fno"] if _has_neuralop() else [])
     for model in models:
-        train_main([*TINY_RUN, "--model", model, "--output_dir", str(root / model), "--cache_dir", str(root / "cache")])
+        train_main(
+            [*TINY_RUN, "--model", model, "--output_dir", str(root / model), "--cache_dir", str(root / "cache")]
+        )
         runs.append(root / model)
     return root, runs
 
@@ -311,8 +360,21 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(model: str, tmp_pat
     if model == "fno":
         pytest.importorskip("neuralop")  # complex weights and their optimizer state go through the checkpoint too
     # 8 training samples in batches of 4: 2 steps per epoch, 6 in all; stopped after step 3, in the second epoch
-    common = [*TINY_RUN, "--model", model, "--cache_dir", str(tmp_path / "cache"), "--save_strategy", "steps",
-              "--save_steps", "1", "--logging_strategy", "steps", "--logging_steps", "1"]  # fmt: skip
+    common = [
+        *TINY_RUN,
+        "--model",
+        model,
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--logging_strategy",
+        "steps",
+        "--logging_steps",
+        "1",
+    ]
     full = train_main([*common, "--output_dir", str(tmp_path / "full")])
     cut = [*common, "--output_dir", str(tmp_path / "cut")]
     run_darcy(*parse_arguments(cut), callbacks=[StopAtStep(3)])
@@ -339,13 +401,38 @@ def _free_port() -> int:
 
 
 def test_two_process_torchrun_trains_one_model(tmp_path: Path) -> None:
-    common = [*TINY_RUN, "--model", "mano", "--cache_dir", str(tmp_path / "cache"), "--max_steps", "2",
-              "--logging_strategy", "steps", "--logging_steps", "1", "--use_cpu", "true"]  # fmt: skip
+    common = [
+        *TINY_RUN,
+        "--model",
+        "mano",
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--max_steps",
+        "2",
+        "--logging_strategy",
+        "steps",
+        "--logging_steps",
+        "1",
+        "--use_cpu",
+        "true",
+    ]
     one = train_main([*common, "--output_dir", str(tmp_path / "one")])  # also caches the data for the two processes
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_darcy.py"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(_free_port()), str(script), *common, "--per_device_train_batch_size", "2", "--output_dir",
-                str(tmp_path / "two")]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(script),
+        *common,
+        "--per_device_train_batch_size",
+        "2",
+        "--output_dir",
+        str(tmp_path / "two"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     completed = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -410,8 +497,9 @@ def test_the_script_reports_a_user_error_in_one_line(tmp_path: Path) -> None:
     assert plain.returncode == 1 and "Traceback" not in plain.stderr, plain.stderr[-2000:]
     assert len(errors) == 1 and "no_such_data" in errors[0] and "--traceback" in errors[0]
     assert not (tmp_path / "run").exists()
-    debug = subprocess.run([*command, "--traceback"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                           env=env)  # fmt: skip
+    debug = subprocess.run(
+        [*command, "--traceback"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
@@ -419,8 +507,17 @@ def test_existing_output_is_refused_without_overwrite(tiny_runs, tmp_path: Path)
     root, runs = tiny_runs
     run = shutil.copytree(runs[0], tmp_path / "mano")
     before = (run / "results.json").read_text()
-    args = [*TINY_RUN, "--model", "mano", "--output_dir", str(run), "--cache_dir", str(root / "cache"),
-            "--num_train_epochs", "1"]  # fmt: skip
+    args = [
+        *TINY_RUN,
+        "--model",
+        "mano",
+        "--output_dir",
+        str(run),
+        "--cache_dir",
+        str(root / "cache"),
+        "--num_train_epochs",
+        "1",
+    ]
     with pytest.raises(OutputExistsError, match="--overwrite_output_dir"):
         train_main(args)
     assert (run / "results.json").read_text() == before
@@ -446,8 +543,12 @@ def test_comparison_tables_and_figure(tiny_runs, tmp_path: Path) -> None:
 
 def test_learning_rate_is_chosen_on_validation_only() -> None:
     def run(model, lr, validation, test):
-        return {"model": model, "learning_rate": lr, "validation": {"relative_mse": validation},
-                "test": {"16": {"relative_mse": test}}}  # fmt: skip
+        return {
+            "model": model,
+            "learning_rate": lr,
+            "validation": {"relative_mse": validation},
+            "test": {"16": {"relative_mse": test}},
+        }
 
     runs = [run("mano", 1e-3, 0.02, 0.01), run("mano", 3e-3, 0.01, 0.05), run("fno", 1e-3, 0.03, 0.03)]
     assert best_learning_rates(runs) == {"mano": 3e-3, "fno": 1e-3}
@@ -456,12 +557,19 @@ def test_learning_rate_is_chosen_on_validation_only() -> None:
 def test_sweep_runs_picks_and_resumes(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     run_args = " ".join([*TINY_RUN, "--cache_dir", str(cache), "--num_train_epochs", "1"])
-    args = SweepArguments(output_dir=str(tmp_path / "sweep"), models=["vit"], learning_rates=[1e-3, 1e-2],
-                          seeds=[0, 1], jobs=2, run_args=run_args)  # fmt: skip
+    args = SweepArguments(
+        output_dir=str(tmp_path / "sweep"),
+        models=["vit"],
+        learning_rates=[1e-3, 1e-2],
+        seeds=[0, 1],
+        jobs=2,
+        run_args=run_args,
+    )
     summary = run_protocol(args)
     assert len(summary["runs"]) == 3 and len(summary["selected_runs"]) == 2
-    first_seed = {lr: json.loads((tmp_path / "sweep" / f"vit-lr{lr:g}-s0" / "results.json").read_text())
-                  for lr in (1e-3, 1e-2)}  # fmt: skip
+    first_seed = {
+        lr: json.loads((tmp_path / "sweep" / f"vit-lr{lr:g}-s0" / "results.json").read_text()) for lr in (1e-3, 1e-2)
+    }
     best = min(first_seed, key=lambda lr: first_seed[lr]["validation"]["relative_mse"])
     assert summary["chosen_learning_rates"]["vit"] == best
     assert (tmp_path / "sweep" / f"vit-lr{best:g}-s1" / "results.json").exists()  # the second seed at that rate
@@ -494,8 +602,9 @@ def test_runs_are_evaluated_again_with_sub_grid_inference(tiny_runs, tmp_path: P
     assert json.loads((mano / "evaluation-n8.json").read_text())["native_resolution"] == 8
     saved = np.load(mano / "predictions_16-n8.npz")
     with torch.no_grad():
-        np.testing.assert_allclose(saved["prediction"], model(inputs[:2]).predictions[..., 0].numpy(), rtol=1e-5,
-                                   atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            saved["prediction"], model(inputs[:2]).predictions[..., 0].numpy(), rtol=1e-5, atol=1e-6
+        )
     tagged = load_results([mano, vit], tag="n8")  # MANO's metrics from the evaluation, ViT's own
     assert tagged[0]["test"] == evaluation["test"] and [run["evaluation"] for run in tagged] == ["n8", None]
     assert "| n8 |" in seed_table(tagged) and "| direct |" in seed_table(tagged)
@@ -534,35 +643,62 @@ def test_a_mano_run_keeps_its_attention_at_the_training_grid(tiny_runs, tmp_path
     mano = shutil.copytree(runs[0], tmp_path / "mano")
     config = AutoModel.from_pretrained(mano).config
     assert (config.attention_resolution, config.grid_layout) == (8, "corners")  # generated data: both ends
-    args = EvaluationArguments(run_dirs=[str(mano)], attention_resolution="none", cache_dir=str(root / "cache"),
-                               tag="direct")  # fmt: skip
+    args = EvaluationArguments(
+        run_dirs=[str(mano)], attention_resolution="none", cache_dir=str(root / "cache"), tag="direct"
+    )
     evaluation = evaluate_run(mano, args)
     results = json.loads((mano / "results.json").read_text())
     assert evaluation["attention_resolution"] is None
     # at the training side the option changes nothing (float32, batched differently)...
     assert evaluation["test"]["8"]["relative_mse"] == pytest.approx(results["test"]["8"]["relative_mse"], rel=1e-5)
     # ...and at 16 the model run as given is another model (far more than float32 rounding, 6e-8 relative)
-    direct, saved = (np.load(mano / name)["prediction"] for name in ("predictions_16-direct.npz", "predictions_16.npz"))
+    direct, saved = (
+        np.load(mano / name)["prediction"] for name in ("predictions_16-direct.npz", "predictions_16.npz")
+    )
     assert np.abs(direct - saved).max() > 1e-4 * np.abs(saved).max()
     with pytest.raises(ValueError, match="attention_resolution"):
         evaluate_run(mano, EvaluationArguments(run_dirs=[str(mano)], attention_resolution="train", tag="x"))
     # validation data at every side from another generator seed, and the restriction replaced: 16 is not nested
     # over 8 under "corners" (15 would be), so sampling the nearest point and interpolating linearly differ
-    other = {restriction: evaluate_run(mano, EvaluationArguments(
-        run_dirs=[str(mano)], dataset_seed=1, attention_restriction=restriction, cache_dir=str(root / "cache"),
-        tag=f"val-{restriction}")) for restriction in ("sample", "linear")}  # fmt: skip
+    other = {
+        restriction: evaluate_run(
+            mano,
+            EvaluationArguments(
+                run_dirs=[str(mano)],
+                dataset_seed=1,
+                attention_restriction=restriction,
+                cache_dir=str(root / "cache"),
+                tag=f"val-{restriction}",
+            ),
+        )
+        for restriction in ("sample", "linear")
+    }
     assert other["sample"]["dataset_seed"] == 1 and other["linear"]["attention_restriction"] == "linear"
-    assert other["sample"]["test"]["8"]["relative_mse"] != pytest.approx(results["test"]["8"]["relative_mse"], rel=1e-3)
+    assert other["sample"]["test"]["8"]["relative_mse"] != pytest.approx(
+        results["test"]["8"]["relative_mse"], rel=1e-3
+    )
     assert other["sample"]["test"]["8"] == other["linear"]["test"]["8"]  # the trained side: no resampling
     assert other["sample"]["test"]["16"]["relative_mse"] != other["linear"]["test"]["16"]["relative_mse"]
     # the update's way back replaced too: saved runs take "consistent"; "nominal" differs on 16 (not nested), not on 8
-    nominal = evaluate_run(mano, EvaluationArguments(run_dirs=[str(mano)], dataset_seed=1, attention_prolongation="nominal",
-                                                     cache_dir=str(root / "cache"), tag="val-nominal"))  # fmt: skip
+    nominal = evaluate_run(
+        mano,
+        EvaluationArguments(
+            run_dirs=[str(mano)],
+            dataset_seed=1,
+            attention_prolongation="nominal",
+            cache_dir=str(root / "cache"),
+            tag="val-nominal",
+        ),
+    )
     assert other["sample"]["attention_prolongation"] == "consistent" and nominal["attention_prolongation"] == "nominal"
     assert nominal["test"]["8"] == other["sample"]["test"]["8"]
     assert nominal["test"]["16"]["relative_mse"] != other["sample"]["test"]["16"]["relative_mse"]
-    assert [darcy.grid_layout_of(name) for name in ("neuralop_darcy_16", "b.hdf5", "grf_darcy_32", str(tmp_path))] \
-        == ["strided", "strided", "corners", "corners"]  # fmt: skip
+    assert [darcy.grid_layout_of(name) for name in ("neuralop_darcy_16", "b.hdf5", "grf_darcy_32", str(tmp_path))] == [
+        "strided",
+        "strided",
+        "corners",
+        "corners",
+    ]
 
 
 def test_strided_upsampling_is_linear_between_the_sub_grid_points_and_constant_past_the_last() -> None:
@@ -572,9 +708,12 @@ def test_strided_upsampling_is_linear_between_the_sub_grid_points_and_constant_p
     torch.testing.assert_close(fine[:, 1:7:2, ::2], (coarse[:, :-1] + coarse[:, 1:]) / 2)  # midpoints, exact halves
     assert torch.equal(fine[:, 7], fine[:, 6]) and torch.equal(fine[:, :, 7], fine[:, :, 6])
     ramp = torch.arange(4, dtype=torch.float64)[:, None] * 3 + torch.arange(4, dtype=torch.float64)  # linear field
-    torch.testing.assert_close(upsample_strided(ramp[None, ..., None], 4)[0, :13, :13, 0],
-                               torch.arange(13.0, dtype=torch.float64)[:, None] * 0.75 + torch.arange(13.0, dtype=torch.float64) * 0.25,
-                               rtol=0, atol=1e-12)  # float64 sums of a few terms of order 10
+    torch.testing.assert_close(
+        upsample_strided(ramp[None, ..., None], 4)[0, :13, :13, 0],
+        torch.arange(13.0, dtype=torch.float64)[:, None] * 0.75 + torch.arange(13.0, dtype=torch.float64) * 0.25,
+        rtol=0,
+        atol=1e-12,
+    )  # float64 sums of a few terms of order 10
 
 
 def test_any_run_is_evaluated_at_its_trained_spacing_and_interpolated(tiny_runs, tmp_path: Path) -> None:
@@ -625,10 +764,16 @@ def test_the_step_time_floor_keeps_the_projections_and_drops_the_attention() -> 
         assert not torch.allclose(attention([grid])[0], floor)  # outside the block: real window attention
 
 
-@pytest.mark.parametrize("overrides, message", [({"attention_resolution": "train-ish"}, "--attention_resolution"),
-                                                ({"grid_layout": "cells"}, "--grid_layout")])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"attention_resolution": "train-ish"}, "--attention_resolution"), ({"grid_layout": "cells"}, "--grid_layout")],
+)
 def test_bad_grid_options_name_the_option(overrides, message) -> None:
     with pytest.raises(ValueError, match=message):
         DarcyModelArguments(**overrides)
     assert DarcyModelArguments(attention_resolution="none").attention_side(16) is None
-    assert DarcyModelArguments().attention_side(16) == 16 == DarcyModelArguments(attention_resolution="16").attention_side(32)
+    assert (
+        DarcyModelArguments().attention_side(16)
+        == 16
+        == DarcyModelArguments(attention_resolution="16").attention_side(32)
+    )

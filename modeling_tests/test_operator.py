@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FLOAT64_ATOL, FLOAT64_RTOL, REFUSE_PACKAGE_IMPORT
 from huggingface_hub.errors import StrictDataclassError
 from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel
 
-from conftest import FLOAT64_ATOL, FLOAT64_RTOL, REFUSE_PACKAGE_IMPORT
 from transformers_mano import ManoOperatorConfig, ManoOperatorModel
 from transformers_mano.models.mano_operator.modeling_mano_operator import (
     AUTO_MAP,
@@ -48,7 +48,13 @@ def kernel_config(kernel: str) -> dict[str, str]:
 
 
 def tiny_config(**overrides) -> ManoOperatorConfig:
-    kwargs = dict(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, head_dim=4, intermediate_size=16)
+    kwargs = {
+        "hidden_size": 8,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "head_dim": 4,
+        "intermediate_size": 16,
+    }
     return ManoOperatorConfig(**(kwargs | overrides))
 
 
@@ -130,7 +136,9 @@ def test_window_attention_of_all_levels_at_once_equals_one_level_at_a_time(kerne
     attention = ManoOperatorWindowAttention(tiny_config(**kernel_config(kernel))).double()
     grids = [torch.randn(2, side, side + 1, 8, dtype=torch.float64) for side in (9, 5, 3, 2, 1)]
     for output, grid in zip(attention(grids), grids, strict=True):
-        torch.testing.assert_close(output, naive_window_attention(attention, grid), rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+        torch.testing.assert_close(
+            output, naive_window_attention(attention, grid), rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
@@ -155,7 +163,9 @@ def test_fused_kernel_equals_the_tiled_path_in_a_model(dtype) -> None:
     # float64: sums of at most a few hundred terms in another order (see FLOAT64_ATOL). float32: unit roundoff 6e-8,
     # the same sums through two blocks and their backward on values of order 1-10: errors of order 1e-5 at most,
     # where a wrong mask or overlap weight moves outputs by O(0.1)
-    tolerance = dict(rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    tolerance = (
+        {"rtol": FLOAT64_RTOL, "atol": FLOAT64_ATOL} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
+    )
     for tiled, fused in zip(*results, strict=True):
         torch.testing.assert_close(fused, tiled, **tolerance)
 
@@ -174,12 +184,14 @@ def test_fused_kernel_handles_windows_whose_terms_all_underflow() -> None:
     qkv.requires_grad_(True)
     upstream = torch.randn(2, 39, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     tiled = attention._tiled_attention(qkv, sizes)
-    fused = fused_window_attention(qkv, [(h, w, h, w) for h, w in sizes], heads=2, head_dim=4, window_size=2,
-                                   window_stride=1)  # fmt: skip
+    fused = fused_window_attention(
+        qkv, [(h, w, h, w) for h, w in sizes], heads=2, head_dim=4, window_size=2, window_stride=1
+    )
     for got, expected in zip(
         (fused, *torch.autograd.grad((fused * upstream).sum(), qkv)),
-        (tiled, *torch.autograd.grad((tiled * upstream).sum(), qkv)), strict=True,
-    ):  # fmt: skip
+        (tiled, *torch.autograd.grad((tiled * upstream).sum(), qkv)),
+        strict=True,
+    ):
         assert torch.isfinite(got).all()
         # float64 sums of a few terms, of scores ~1e4 whose rounding (1e-12 relative) moves the softmax by 1e-12
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
@@ -338,8 +350,9 @@ def test_single_level_is_local_attention_without_projectors() -> None:
 def test_projectors_are_shared_by_every_level() -> None:
     names = [name for name, _ in ManoOperatorModel(tiny_config()).named_parameters()]
     assert [n for n in names if n.startswith("layers.0.") and ("down" in n or "up" in n)] == [
-        "layers.0.down.weight", "layers.0.up.weight"
-    ]  # fmt: skip
+        "layers.0.down.weight",
+        "layers.0.up.weight",
+    ]
 
 
 @pytest.mark.parametrize("positional_embedding", ["none", "grid"])
@@ -395,14 +408,31 @@ def test_relative_l2_and_loss() -> None:
 
 @pytest.mark.parametrize(
     "overrides, field",
-    [({"window_stride": 3}, "window_stride"), ({"num_levels": 0}, "num_levels"), ({"num_levels": "many"}, "num_levels"),
-     ({"positional_embedding": "sine"}, "positional_embedding"), ({"sampling_rate": 1}, "sampling_rate"),
-     ({"output_std": 0.0}, "output_std"), ({"hidden_size": 0}, "hidden_size"),
-     ({"grid_layout": "cells"}, "grid_layout"), ({"attention_resolution": 1}, "attention_resolution"),
-     ({"attention_kernel": "cuda"}, "attention_kernel")],
-    ids=["stride>window", "zero-levels", "levels-string", "positional", "rate", "std", "width", "layout",
-         "attention-side", "kernel"],
-)  # fmt: skip
+    [
+        ({"window_stride": 3}, "window_stride"),
+        ({"num_levels": 0}, "num_levels"),
+        ({"num_levels": "many"}, "num_levels"),
+        ({"positional_embedding": "sine"}, "positional_embedding"),
+        ({"sampling_rate": 1}, "sampling_rate"),
+        ({"output_std": 0.0}, "output_std"),
+        ({"hidden_size": 0}, "hidden_size"),
+        ({"grid_layout": "cells"}, "grid_layout"),
+        ({"attention_resolution": 1}, "attention_resolution"),
+        ({"attention_kernel": "cuda"}, "attention_kernel"),
+    ],
+    ids=[
+        "stride>window",
+        "zero-levels",
+        "levels-string",
+        "positional",
+        "rate",
+        "std",
+        "width",
+        "layout",
+        "attention-side",
+        "kernel",
+    ],
+)
 def test_bad_config_values_name_the_field(overrides, field) -> None:
     with pytest.raises(StrictDataclassError, match=field):
         tiny_config(**overrides)
@@ -417,8 +447,13 @@ def test_save_load_and_auto_round_trip(tmp_path) -> None:
     model = ManoOperatorModel(tiny_config(input_mean=0.5, output_std=2.0)).eval()
     model.save_pretrained(tmp_path)
     files = {path.name for path in tmp_path.iterdir()}
-    assert {"config.json", "model.safetensors", "modeling_mano_operator.py", "configuration_mano_operator.py",
-            "multipole.py"} <= files  # fmt: skip
+    assert {
+        "config.json",
+        "model.safetensors",
+        "modeling_mano_operator.py",
+        "configuration_mano_operator.py",
+        "multipole.py",
+    } <= files
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "mano_operator" and config["auto_map"] == AUTO_MAP
     assert isinstance(AutoConfig.from_pretrained(tmp_path), ManoOperatorConfig)
@@ -451,12 +486,25 @@ def test_remote_code_load_without_the_package(tmp_path) -> None:
     inputs = fields(2, 16)
     torch.save(inputs, tmp_path / "inputs.pt")
     result = subprocess.run(
-        [sys.executable, "-c", LOAD_WITHOUT_PACKAGE, str(tmp_path / "checkpoint"), str(tmp_path / "inputs.pt"),
-         str(tmp_path / "out.pt")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PATH": "/usr/bin:/bin",
-             "OMP_NUM_THREADS": str(torch.get_num_threads())},  # the same thread count computes the same bits
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            LOAD_WITHOUT_PACKAGE,
+            str(tmp_path / "checkpoint"),
+            str(tmp_path / "inputs.pt"),
+            str(tmp_path / "out.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": str(tmp_path / "hf_home"),
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        },  # the same thread count computes the same bits
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with torch.no_grad():
         assert torch.equal(torch.load(tmp_path / "out.pt"), model(inputs).predictions)
@@ -509,7 +557,9 @@ def test_resampling_keeps_affine_fields_and_averages(layout, source, target, res
     elif layout == "strided" and source == 2 * target:  # full weighting: 1/4, 1/2, 1/4 around each coarse point
         torch.testing.assert_close(matrix[1, :4], torch.tensor([0.0, 0.25, 0.5, 0.25], dtype=torch.float64))
         torch.testing.assert_close(resampled[1:-1], expected[1:-1], rtol=0, atol=1e-12)
-    nested = (layout == "strided" and source % target == 0) or (layout == "corners" and (source - 1) % (target - 1) == 0)
+    nested = (layout == "strided" and source % target == 0) or (
+        layout == "corners" and (source - 1) % (target - 1) == 0
+    )
     if restriction != "average" and target < source and nested:  # the coarse points are points of the fine grid
         stride = source // target if layout == "strided" else (source - 1) // (target - 1)
         assert torch.equal(matrix, torch.eye(source, dtype=torch.float64)[::stride][:target])
@@ -529,14 +579,19 @@ def test_consistent_prolongation_is_undone_by_sampling(layout, fine, coarse) -> 
     torch.testing.assert_close(matrix.sum(-1), torch.ones(fine, dtype=torch.float64), rtol=0, atol=1e-15)
     read = nearest_matrix(fine, coarse, layout).argmax(-1).double()  # the fine indices the coarse values stand at
     inside = torch.arange(fine) <= read.max()
-    torch.testing.assert_close((matrix @ (0.3 + 2.0 * read))[inside], (0.3 + 2.0 * torch.arange(fine).double())[inside],
-                               rtol=0, atol=1e-12)  # fmt: skip  # float64 rounding of a two-term sum
-    nested = (layout == "strided" and fine % coarse == 0) or (layout == "corners" and (fine - 1) % max(coarse - 1, 1) == 0)
+    torch.testing.assert_close(
+        (matrix @ (0.3 + 2.0 * read))[inside], (0.3 + 2.0 * torch.arange(fine).double())[inside], rtol=0, atol=1e-12
+    )  # float64 rounding of a two-term sum
+    nested = (layout == "strided" and fine % coarse == 0) or (
+        layout == "corners" and (fine - 1) % max(coarse - 1, 1) == 0
+    )
     if nested:
         assert torch.equal(matrix, interpolation_matrix(fine, coarse, layout))
     for restriction in ("linear", "average"):  # their values stand at the coarse points: nominal interpolation
-        assert torch.equal(resampling_matrix(coarse, fine, layout, restriction, "consistent"),
-                           interpolation_matrix(fine, coarse, layout))  # fmt: skip
+        assert torch.equal(
+            resampling_matrix(coarse, fine, layout, restriction, "consistent"),
+            interpolation_matrix(fine, coarse, layout),
+        )
 
 
 def test_consistent_prolongation_keeps_the_trained_computation_on_grids_that_are_not_nested() -> None:
@@ -548,8 +603,9 @@ def test_consistent_prolongation_keeps_the_trained_computation_on_grids_that_are
     plain = ManoOperatorModel(tiny_config()).double().eval()
     models = {}
     for prolongation in ("nominal", "consistent"):
-        models[prolongation] = ManoOperatorModel(tiny_config(attention_resolution=8,
-                                                             attention_prolongation=prolongation)).double().eval()
+        models[prolongation] = (
+            ManoOperatorModel(tiny_config(attention_resolution=8, attention_prolongation=prolongation)).double().eval()
+        )
         models[prolongation].load_state_dict(plain.state_dict())
     fine = fields(2, 16).double()
     read = nearest_matrix(16, 8, "corners").argmax(-1)
@@ -587,7 +643,7 @@ def test_attention_resolution_is_one_operator_on_nested_grids(layout, fine_side,
     the 8 x 8 grid's points (nested) it computes at those points what it computes on the 8 x 8 grid, since the
     attention sees the values there and the interpolation back is exact there; run directly it does not."""
     torch.manual_seed(0)
-    config = dict(positional_embedding=positional_embedding, grid_layout=layout)
+    config = {"positional_embedding": positional_embedding, "grid_layout": layout}
     plain = ManoOperatorModel(tiny_config(**config)).double().eval()
     resampled = ManoOperatorModel(tiny_config(attention_resolution=8, **config)).double().eval()
     resampled.load_state_dict(plain.state_dict())
@@ -597,8 +653,9 @@ def test_attention_resolution_is_one_operator_on_nested_grids(layout, fine_side,
         assert torch.equal(resampled(coarse).predictions, plain(coarse).predictions)
         reference = plain(coarse).predictions
         # float64 sums of a few products over two blocks of width 8, one grid against another: see FLOAT64_ATOL
-        torch.testing.assert_close(resampled(fine).predictions[:, ::2, ::2], reference, rtol=FLOAT64_RTOL,
-                                   atol=FLOAT64_ATOL)  # fmt: skip
+        torch.testing.assert_close(
+            resampled(fine).predictions[:, ::2, ::2], reference, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL
+        )
         direct = relative_l2(plain(fine).predictions[:, ::2, ::2], reference)
         assert resampled(fields(1, 13).double()).predictions.shape == (1, 13, 13, 1)  # any side, coarser too
         assert resampled(fields(1, 5).double()).predictions.shape == (1, 5, 5, 1)
@@ -610,8 +667,11 @@ def test_averaging_restriction_stays_closer_to_the_trained_grid_than_running_dir
     field it stays much closer to the 8 x 8 prediction than the model run directly."""
     torch.manual_seed(0)
     plain = ManoOperatorModel(tiny_config()).double().eval()
-    averaged = ManoOperatorModel(tiny_config(attention_resolution=8, grid_layout="strided",
-                                             attention_restriction="average")).double().eval()  # fmt: skip
+    averaged = (
+        ManoOperatorModel(tiny_config(attention_resolution=8, grid_layout="strided", attention_restriction="average"))
+        .double()
+        .eval()
+    )
     averaged.load_state_dict(plain.state_dict())
     coarse, fine = smooth_field(8, "strided"), smooth_field(16, "strided")
     with torch.no_grad():
@@ -637,7 +697,8 @@ def test_attention_resolution_layer_attends_on_the_resampled_grid() -> None:
     model = ManoOperatorModel(tiny_config(attention_resolution=8, grid_layout="strided")).double().eval()
     layer, grid = model.layers[0], torch.rand(2, 16, 16, 8, dtype=torch.float64)
     with torch.no_grad():
-        attended = grid + resample_grid(layer.multipole_attention(resample_grid(grid, 8, 8, "strided")), 16, 16,
-                                        "strided")  # fmt: skip
+        attended = grid + resample_grid(
+            layer.multipole_attention(resample_grid(grid, 8, 8, "strided")), 16, 16, "strided"
+        )
         torch.testing.assert_close(layer(grid), attended + layer.feed_forward(attended))
         assert layer.config.levels_for(8, 8) == 3  # the trained grid's levels, whatever the input

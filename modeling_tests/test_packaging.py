@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
@@ -24,10 +25,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(REPOSITORY / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(dist),
-         str(source)],
-        check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(dist),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     (built,) = dist.glob("transformers_mano-*.whl")
     return built
 
@@ -43,8 +56,12 @@ def test_conversion_runs_from_an_installed_wheel(wheel: Path, tmp_path: Path) ->
     """Installed from the wheel, outside this clone, the converter writes its model card from the packaged
     template (it used to look for a file of the clone)."""
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     script = f"""
 import sys
 import torch
@@ -58,8 +75,9 @@ report = convert_swinv2_checkpoint("swinv2", "mano", num_check_inputs=1)
 print(report.files)
 """
     environment = os.environ | {"PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     card = (tmp_path / "mano" / "README.md").read_text()
     assert "## Model details" in card and "2507.02748" in card

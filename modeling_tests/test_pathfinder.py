@@ -13,6 +13,7 @@ from transformers_mano.image_classification.pathfinder import (
 )
 from transformers_mano.utils.io import OutputExistsError
 
+
 SPEC = PathfinderSpec(image_size=32)
 
 

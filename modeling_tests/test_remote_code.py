@@ -13,17 +13,38 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REFUSE_PACKAGE_IMPORT, make_trained_like
-from transformers_mano import ManoBackbone, ManoConfig, ManoForImageClassification, ManoForMaskedImageModeling
-from transformers_mano import ManoOperatorConfig, ManoOperatorModel
+
+from transformers_mano import (
+    ManoBackbone,
+    ManoConfig,
+    ManoForImageClassification,
+    ManoForMaskedImageModeling,
+    ManoOperatorConfig,
+    ManoOperatorModel,
+)
 from transformers_mano.models.mano.modeling_mano import AUTO_MAP
 from transformers_mano.remote_code import PUBLIC_API, RemoteCodeError, rewrite_swinv2_source
 
-MANO_FILES = {"configuration_mano.py", "modeling_mano.py", "sdpa_attention_mano.py", "multipole.py",
-              "configuration_swinv2.py", "modeling_swinv2.py", "compat.py", "remote_code.py"}  # fmt: skip
-OPERATOR_FILES = {"configuration_mano_operator.py", "modeling_mano_operator.py", "multipole.py", "remote_code.py",
-                  "config_validators.py", "window_kernel.py"}
+
+MANO_FILES = {
+    "configuration_mano.py",
+    "modeling_mano.py",
+    "sdpa_attention_mano.py",
+    "multipole.py",
+    "configuration_swinv2.py",
+    "modeling_swinv2.py",
+    "compat.py",
+    "remote_code.py",
+}
+OPERATOR_FILES = {
+    "configuration_mano_operator.py",
+    "modeling_mano_operator.py",
+    "multipole.py",
+    "remote_code.py",
+    "config_validators.py",
+    "window_kernel.py",
+}
 
 
 def transformers_imports(path: Path) -> list[tuple[str, str]]:
@@ -37,8 +58,11 @@ def transformers_imports(path: Path) -> list[tuple[str, str]]:
     return found
 
 
-HEAD_CLASSES = {"classifier": ManoForImageClassification, "masked-image-modeling": ManoForMaskedImageModeling,
-                "backbone": ManoBackbone}  # fmt: skip
+HEAD_CLASSES = {
+    "classifier": ManoForImageClassification,
+    "masked-image-modeling": ManoForMaskedImageModeling,
+    "backbone": ManoBackbone,
+}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +86,11 @@ def test_saved_folder_is_a_remote_code_repository(saved) -> None:
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "mano" and config["auto_map"] == AUTO_MAP
     assert set(config["auto_map"]) == {
-        "AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoModelForMaskedImageModeling", "AutoBackbone"
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForImageClassification",
+        "AutoModelForMaskedImageModeling",
+        "AutoBackbone",
     }
     for reference in config["auto_map"].values():
         assert (folder / f"{reference.split('.')[0]}.py").is_file()
@@ -71,15 +99,18 @@ def test_saved_folder_is_a_remote_code_repository(saved) -> None:
 def test_written_files_import_only_public_transformers_api(saved, tmp_path) -> None:
     """The rule for code that outlives the release that saved it: no transformers.models.*, no internals."""
     folder, _, _ = saved
-    ManoOperatorModel(ManoOperatorConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, head_dim=4)
-                      ).save_pretrained(tmp_path / "operator")  # fmt: skip
+    ManoOperatorModel(
+        ManoOperatorConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, head_dim=4)
+    ).save_pretrained(tmp_path / "operator")
     files = sorted(folder.glob("*.py")) + sorted((tmp_path / "operator").glob("*.py"))
     assert {path.name for path in (tmp_path / "operator").glob("*.py")} == OPERATOR_FILES
     for path in files:
         for module, name in transformers_imports(path):
             assert module != "import", f"{path.name}: import {name}"
             assert name in PUBLIC_API.get(module, ()), f"{path.name}: from {module} import {name}"
-        imported = [node.module or "" for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)]
+        imported = [
+            node.module or "" for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)
+        ]
         assert not [module for module in imported if module.startswith("transformers_mano")], path.name
     listed = {(module, name) for path in files for module, name in transformers_imports(path)}
     print("transformers imports of the written files:", sorted(listed))
@@ -122,19 +153,30 @@ def run_isolated(python: str, script: str, *args: str, cwd: Path) -> subprocess.
     """`script` in a fresh interpreter with this process's thread count, so that the same code computes the same bits
     (another thread count reorders float reductions)."""
     return subprocess.run(
-        [python, "-c", script, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
-        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(cwd / "hf_home"), "PATH": "/usr/bin:/bin",
-             "OMP_NUM_THREADS": str(torch.get_num_threads())},
-    )  # fmt: skip
+        [python, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": str(cwd / "hf_home"),
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        },
+    )
 
 
 def package_outputs(folder: Path, pixel_values: torch.Tensor) -> dict[str, list[torch.Tensor]]:
     from transformers_mano import ManoModel
 
     results = {}
-    loads = [(ManoForImageClassification, folder), (ManoModel, folder),
-             (ManoForMaskedImageModeling, folder.parent / "masked-image-modeling"),
-             (ManoBackbone, folder.parent / "backbone")]  # fmt: skip
+    loads = [
+        (ManoForImageClassification, folder),
+        (ManoModel, folder),
+        (ManoForMaskedImageModeling, folder.parent / "masked-image-modeling"),
+        (ManoBackbone, folder.parent / "backbone"),
+    ]
     with torch.no_grad():
         for cls, path in loads:
             if not path.is_dir():
@@ -142,7 +184,8 @@ def package_outputs(folder: Path, pixel_values: torch.Tensor) -> dict[str, list[
             model = cls.from_pretrained(path).eval()
             output = model(pixel_values)
             results[cls.__name__] = [t for t in output.values() if isinstance(t, torch.Tensor)] + list(
-                getattr(output, "feature_maps", None) or [])
+                getattr(output, "feature_maps", None) or []
+            )
     return results
 
 
@@ -150,12 +193,21 @@ def test_remote_code_loads_without_the_package_or_transformers_swinv2(saved, tmp
     """Every head loads from the written files alone and computes exactly what the package's classes compute."""
     folder, _, pixel_values = saved
     torch.save(pixel_values, tmp_path / "inputs.pt")
-    result = run_isolated(sys.executable, LOAD_WITHOUT_PACKAGE, str(folder), str(tmp_path / "inputs.pt"),
-                          str(tmp_path / "out.pt"), cwd=tmp_path)  # fmt: skip
+    result = run_isolated(
+        sys.executable,
+        LOAD_WITHOUT_PACKAGE,
+        str(folder),
+        str(tmp_path / "inputs.pt"),
+        str(tmp_path / "out.pt"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     remote, local = torch.load(tmp_path / "out.pt"), package_outputs(folder, pixel_values)
-    assert set(remote) == set(local) == {"ManoForImageClassification", "ManoModel", "ManoForMaskedImageModeling",
-                                         "ManoBackbone"}  # fmt: skip
+    assert (
+        set(remote)
+        == set(local)
+        == {"ManoForImageClassification", "ManoModel", "ManoForMaskedImageModeling", "ManoBackbone"}
+    )
     for name in local:
         assert len(remote[name]) == len(local[name]) > 0
         assert all(torch.equal(a, b) for a, b in zip(remote[name], local[name])), name
@@ -187,8 +239,13 @@ def test_push_to_hub_uploads_the_code_files(monkeypatch) -> None:
 
     committed = []
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: types.SimpleNamespace(repo_id=repo_id))
-    monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kwargs: committed.extend(
-        operation.path_in_repo for operation in operations))  # fmt: skip
+    monkeypatch.setattr(
+        HfApi,
+        "create_commit",
+        lambda self, repo_id, operations, **kwargs: committed.extend(
+            operation.path_in_repo for operation in operations
+        ),
+    )
     config = ManoConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1], num_heads=[1], window_size=2)
     ManoModel(config).push_to_hub("org/mano-x")
     assert MANO_FILES | {"config.json", "model.safetensors"} <= set(committed)
@@ -233,22 +290,40 @@ def test_a_checkpoint_saved_under_one_release_loads_under_the_other(request, sav
     folder, _, pixel_values = saved
     torch.save(pixel_values, tmp_path / "inputs.pt")
     # saved here, loaded there
-    result = run_isolated(other, LOAD_WITHOUT_PACKAGE, str(folder), str(tmp_path / "inputs.pt"),
-                          str(tmp_path / "there.pt"), cwd=tmp_path)  # fmt: skip
+    result = run_isolated(
+        other, LOAD_WITHOUT_PACKAGE, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "there.pt"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     local = package_outputs(folder, pixel_values)
     for name, tensors in torch.load(tmp_path / "there.pt").items():
         assert all(torch.equal(a, b) for a, b in zip(tensors, local[name])), name
     # saved there (with the package), loaded here without it
-    saver = subprocess.run([other, "-c", SAVE_IN_OTHER_RELEASE, str(tmp_path / "other" / "classifier"),
-                            str(tmp_path / "inputs.pt"), str(tmp_path / "other_logits.pt")],
-                           capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    saver = subprocess.run(
+        [
+            other,
+            "-c",
+            SAVE_IN_OTHER_RELEASE,
+            str(tmp_path / "other" / "classifier"),
+            str(tmp_path / "inputs.pt"),
+            str(tmp_path / "other_logits.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert saver.returncode == 0, saver.stderr[-3000:]
     import transformers
 
     assert saver.stdout.split()[-1] != transformers.__version__, "the other environment has the same release"
-    result = run_isolated(sys.executable, LOAD_WITHOUT_PACKAGE, str(tmp_path / "other" / "classifier"),
-                          str(tmp_path / "inputs.pt"), str(tmp_path / "here.pt"), cwd=tmp_path)  # fmt: skip
+    result = run_isolated(
+        sys.executable,
+        LOAD_WITHOUT_PACKAGE,
+        str(tmp_path / "other" / "classifier"),
+        str(tmp_path / "inputs.pt"),
+        str(tmp_path / "here.pt"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     here = torch.load(tmp_path / "here.pt")["ManoForImageClassification"][0]
     assert torch.equal(here, torch.load(tmp_path / "other_logits.pt"))

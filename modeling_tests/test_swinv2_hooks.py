@@ -13,20 +13,34 @@ import torch
 from torch.nn import functional as F
 from transformers.models.swinv2 import modeling_swinv2
 
+
 # class or function -> (methods and attributes used, constructor or call parameters relied on)
 HOOKS = {
     "Swinv2Layer": (
         ["forward", "maybe_pad", "get_attn_mask", "_compute_window_shift"],
         ["config", "dim", "input_resolution", "num_heads", "drop_path_rate", "shift_size", "pretrained_window_size"],
     ),
-    "Swinv2Stage": (["forward"], ["config", "dim", "input_resolution", "depth", "num_heads", "drop_path", "downsample",
-                                  "pretrained_window_size"]),
+    "Swinv2Stage": (
+        ["forward"],
+        [
+            "config",
+            "dim",
+            "input_resolution",
+            "depth",
+            "num_heads",
+            "drop_path",
+            "downsample",
+            "pretrained_window_size",
+        ],
+    ),
     "Swinv2Encoder": (["forward"], ["config", "grid_size", "pretrained_window_sizes"]),
     "Swinv2Embeddings": (["forward"], ["config", "use_mask_token"]),
     "Swinv2PatchMerging": (["forward"], ["input_resolution", "dim", "norm_layer"]),
     "Swinv2Attention": (["forward"], ["config", "dim", "num_heads", "window_size", "pretrained_window_size"]),
-    "Swinv2SelfAttention": (["forward", "create_coords_table_and_index"],
-                            ["config", "dim", "num_heads", "window_size", "pretrained_window_size"]),
+    "Swinv2SelfAttention": (
+        ["forward", "create_coords_table_and_index"],
+        ["config", "dim", "num_heads", "window_size", "pretrained_window_size"],
+    ),
     "Swinv2PreTrainedModel": (["_init_weights"], []),
     "Swinv2Model": (["forward", "get_input_embeddings"], ["config", "add_pooling_layer", "use_mask_token"]),
     "Swinv2ForImageClassification": (["forward"], ["config"]),
@@ -55,8 +69,9 @@ def test_manolayer_at_one_level_is_swinv2_layer_forward():
     from transformers_mano import ManoConfig
     from transformers_mano.models.mano.modeling_mano import ManoLayer
 
-    config = ManoConfig(embed_dim=8, depths=[2], num_heads=[2], window_size=4, image_size=40, patch_size=4,
-                        num_levels=[1])  # fmt: skip
+    config = ManoConfig(
+        embed_dim=8, depths=[2], num_heads=[2], window_size=4, image_size=40, patch_size=4, num_levels=[1]
+    )
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     layer = ManoLayer(config, dim=8, input_resolution=(10, 10), num_heads=2, shift_size=2).eval()

@@ -37,20 +37,39 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="data type of the weights and inputs")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="data type of the weights and inputs",
+    )
     parser.add_argument("--output_dir", default=None, help="results folder (None: benchmark_results/<device>-<dtype>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
-    parser.add_argument("--layer_grids", type=int, nargs="*", default=[32, 64, 128, 256],
-                        help="token grid sides of the layer sweep")
-    parser.add_argument("--global_max_grid", type=int, default=128,
-                        help="largest grid side for the global-attention layers (quadratic cost)")
-    parser.add_argument("--eager_max_grid", type=int, default=64,
-                        help="largest grid side for eager global attention (it stores the N x N scores)")
-    parser.add_argument("--image_sizes", type=int, nargs="*", default=[256, 512, 1024],
-                        help="image sides (pixels) of the model sweep")
-    parser.add_argument("--batch_sizes", type=int, nargs="*", default=[1, 16],
-                        help="batch sizes of the model sweep; batches above 1 only at the first image size")
+    parser.add_argument(
+        "--layer_grids", type=int, nargs="*", default=[32, 64, 128, 256], help="token grid sides of the layer sweep"
+    )
+    parser.add_argument(
+        "--global_max_grid",
+        type=int,
+        default=128,
+        help="largest grid side for the global-attention layers (quadratic cost)",
+    )
+    parser.add_argument(
+        "--eager_max_grid",
+        type=int,
+        default=64,
+        help="largest grid side for eager global attention (it stores the N x N scores)",
+    )
+    parser.add_argument(
+        "--image_sizes", type=int, nargs="*", default=[256, 512, 1024], help="image sides (pixels) of the model sweep"
+    )
+    parser.add_argument(
+        "--batch_sizes",
+        type=int,
+        nargs="*",
+        default=[1, 16],
+        help="batch sizes of the model sweep; batches above 1 only at the first image size",
+    )
     parser.add_argument("--layer_batch_size", type=int, default=1, help="batch size of the layer sweep")
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards per case (the median is reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed forwards before timing")
@@ -66,12 +85,19 @@ def main(argv: list[str]) -> None:
         raise ValueError("--device cuda asked for, but torch sees no CUDA device")
     output_dir = args.output_dir or f"benchmark_results/{args.device.replace(':', '')}-{args.dtype}"
     check_new_output(output_dir, args.overwrite)  # before the sweep, not after it
-    common = dict(device=args.device, dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
+    common = {
+        "device": args.device,
+        "dtype": args.dtype,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "threads": args.threads,
+    }
     cases = []
     for kind in LAYER_KINDS if args.only != "models" else ():
         limit = {"global_sdpa": args.global_max_grid, "global_eager": args.eager_max_grid}.get(kind, 10**9)
-        cases += [Case("layer", kind, grid, args.layer_batch_size, **common) for grid in args.layer_grids
-                  if grid <= limit]
+        cases += [
+            Case("layer", kind, grid, args.layer_batch_size, **common) for grid in args.layer_grids if grid <= limit
+        ]
     for index, size in enumerate(args.image_sizes if args.only != "layers" else ()):
         for batch_size in args.batch_sizes if index == 0 else args.batch_sizes[:1]:
             for kind in ("swinv2-tiny", "mano-tiny"):
@@ -96,8 +122,10 @@ def main(argv: list[str]) -> None:
     print("\nscaling exponents (time, memory) over grids, with the R^2 of each log-log fit:")
     for kind, fit in summary["exponents"].items():
         time_fit, memory_fit = fit["time_fit"], fit["memory_fit"]
-        print(f"  {kind:13} time {time_fit['exponent']:.2f} (R^2 {time_fit['r_squared']:.2f})  memory "
-              f"{memory_fit['exponent']:.2f} (R^2 {memory_fit['r_squared']:.2f})  grids {fit['grids']}")
+        print(
+            f"  {kind:13} time {time_fit['exponent']:.2f} (R^2 {time_fit['r_squared']:.2f})  memory "
+            f"{memory_fit['exponent']:.2f} (R^2 {memory_fit['r_squared']:.2f})  grids {fit['grids']}"
+        )
         for name, item in (("time", time_fit), ("memory", memory_fit)):
             if not item["trusted"]:
                 print(f"    the {name} exponent is not trustworthy: {item['reason']}; sweep more, larger grids")

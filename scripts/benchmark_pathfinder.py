@@ -23,10 +23,14 @@ def main(argv: list[str]) -> None:
     args, recipe = parser.parse_args_into_dataclasses(args=argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    results = run_comparison(args.data_dir, args.output_dir, args.models, args.seeds, recipe, args.transfer_dirs, args.device)
+    results = run_comparison(
+        args.data_dir, args.output_dir, args.models, args.seeds, recipe, args.transfer_dirs, args.device
+    )
     for result in results:
-        print(f"{result['model']} seed {result['seed']}: test accuracy {result['test_accuracy']:.4f} "
-              f"(best validation epoch {result['best_epoch']}, {result['wall_seconds']:.0f} s)")  # fmt: skip
+        print(
+            f"{result['model']} seed {result['seed']}: test accuracy {result['test_accuracy']:.4f} "
+            f"(best validation epoch {result['best_epoch']}, {result['wall_seconds']:.0f} s)"
+        )
         for folder, scored in result["transfer"].items():
             print(f"  on {folder} ({scored['image_size']} px, as trained): {scored['test_accuracy']:.4f}")
 

@@ -1,28 +1,33 @@
 """Side-by-side table and figure of Darcy runs written by scripts/train_darcy.py.
 
-    python scripts/compare_darcy.py out/darcy/mano out/darcy/fno out/darcy/vit --output out/darcy/comparison
+python scripts/compare_darcy.py out/darcy/mano out/darcy/fno out/darcy/vit --output out/darcy/comparison
 """
 
 from __future__ import annotations
 
-import sys
 import argparse
+import sys
 from pathlib import Path
 
-from transformers_mano.utils.cli import run_main
 from transformers_mano.physics.compare import comparison_table, load_results, plot_comparison, seed_table
 from transformers_mano.utils import atomic_write_text, check_new_output
+from transformers_mano.utils.cli import run_main
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="run folders holding results.json")
-    parser.add_argument("--output", default=None, help="prefix of the .md table and .png figure "
-                        "(default: <parent of the first run>/darcy_comparison)")  # fmt: skip
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="prefix of the .md table and .png figure (default: <parent of the first run>/darcy_comparison)",
+    )
     parser.add_argument("--sample", type=int, default=0, help="test sample shown in the figure (default 0)")
-    parser.add_argument("--tag", default=None,
-                        help="use the test metrics and predictions of scripts/evaluate_darcy.py --tag TAG where a run "
-                        "has them")  # fmt: skip
+    parser.add_argument(
+        "--tag",
+        default=None,
+        help="use the test metrics and predictions of scripts/evaluate_darcy.py --tag TAG where a run has them",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing table and figure")
     args = parser.parse_args(argv)
 

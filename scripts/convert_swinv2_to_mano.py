@@ -44,11 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of --swinv2_checkpoint")
     parser.add_argument("--cache_dir", help="download cache for Hub checkpoints (default: the Hub cache)")
-    parser.add_argument("--source_architecture", choices=sorted(MANO_COUNTERPARTS),
-                        help="the SwinV2 class of the checkpoint, where its config.json names none")
+    parser.add_argument(
+        "--source_architecture",
+        choices=sorted(MANO_COUNTERPARTS),
+        help="the SwinV2 class of the checkpoint, where its config.json names none",
+    )
     parser.add_argument("--num_check_inputs", type=int, default=2, help="random inputs of the check (0 skips it)")
-    parser.add_argument("--tolerance", type=float, default=1e-5,
-                        help="largest accepted |output difference| in float64 (default 1e-5)")
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-5, help="largest accepted |output difference| in float64 (default 1e-5)"
+    )
     parser.add_argument("--base_model", help="Hub id for the card's base_model (default: the Hub checkpoint)")
     parser.add_argument("--license", default="apache-2.0", help="license in the model card")
     parser.add_argument("--card_template", help="a model card template of your own (default: the package's)")

@@ -21,8 +21,15 @@ from transformers_mano.utils.cli import run_main
 def main(argv: list[str]) -> None:
     parser = HfArgumentParser(PathfinderArguments, description=__doc__.split("\n\n")[0])
     (args,) = parser.parse_args_into_dataclasses(args=argv)
-    cue = save_pathfinder(args.output_dir, args.spec(), args.num_train, args.num_validation, args.num_test,
-                          seed=args.seed, overwrite=args.overwrite)  # fmt: skip
+    cue = save_pathfinder(
+        args.output_dir,
+        args.spec(),
+        args.num_train,
+        args.num_validation,
+        args.num_test,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {args.output_dir}; marker distance alone: {json.dumps(cue)}")
 
 

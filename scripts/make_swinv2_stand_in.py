@@ -24,7 +24,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--fresh", action="store_true", help="keep SwinV2's initial logit scales and biases")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
     args = parser.parse_args(argv)
-    folder = save_swinv2_stand_in(args.output_dir, seed=args.seed, trained_like=not args.fresh, overwrite=args.overwrite)
+    folder = save_swinv2_stand_in(
+        args.output_dir, seed=args.seed, trained_like=not args.fresh, overwrite=args.overwrite
+    )
     print(f"wrote {folder}")
 
 

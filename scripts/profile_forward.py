@@ -37,8 +37,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="profiled forwards per model")
     parser.add_argument("--stages", action="store_true", help="time stages and block parts instead of operators")
     parser.add_argument("--cores", action="store_true", help="time the fused path's attention cores alone instead")
-    parser.add_argument("--windows", type=int, nargs="*", default=[84, 1344],
-                        help="with --cores: window counts (84: stage 1 of mano-tiny at 256 px, batch 1; 1344: batch 16)")
+    parser.add_argument(
+        "--windows",
+        type=int,
+        nargs="*",
+        default=[84, 1344],
+        help="with --cores: window counts (84: stage 1 of mano-tiny at 256 px, batch 1; 1344: batch 16)",
+    )
     parser.add_argument("--output", default=None, help="also write the profiles as JSON here (never over a file)")
     args = parser.parse_args(argv)
     if args.output and Path(args.output).exists():
@@ -48,14 +53,21 @@ def main(argv: list[str]) -> None:
     torch.manual_seed(0)
     if args.cores:
         threads = (args.threads,) if args.threads else (1, 2)
-        result = {"cores": [row for count in args.windows
-                            for row in attention_core_times(count, threads=threads, repeats=args.repeats * 6)]}  # fmt: skip
+        result = {
+            "cores": [
+                row
+                for count in args.windows
+                for row in attention_core_times(count, threads=threads, repeats=args.repeats * 6)
+            ]
+        }
         print(core_table(result["cores"]))
     elif args.stages:
         result = {"stages": stage_times(args.image_size, args.batch_size, args.repeats)}
         print(stage_table(result["stages"]))
     else:
-        result = {"profiles": [profile_forward(kind, args.image_size, args.batch_size, args.repeats) for kind in MODEL_KINDS]}
+        result = {
+            "profiles": [profile_forward(kind, args.image_size, args.batch_size, args.repeats) for kind in MODEL_KINDS]
+        }
         print(parts_table(result["profiles"]))
     if args.output:
         atomic_write_text(args.output, json.dumps({**result, "machine": machine_info()}, indent=1) + "\n")

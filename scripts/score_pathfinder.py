@@ -24,7 +24,9 @@ from transformers_mano.utils.cli import run_main
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="an output folder of scripts/benchmark_pathfinder.py")
-    parser.add_argument("--data_dirs", nargs="+", required=True, help="data folders whose test splits score the models")
+    parser.add_argument(
+        "--data_dirs", nargs="+", required=True, help="data folders whose test splits score the models"
+    )
     parser.add_argument("--models", nargs="+", help="score only these models' runs (default: all)")
     parser.add_argument("--output", help="write the scores here as JSON")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")

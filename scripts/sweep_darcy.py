@@ -10,8 +10,8 @@ import sys
 
 from transformers import HfArgumentParser
 
-from transformers_mano.utils.cli import run_main
 from transformers_mano.physics.sweep import SweepArguments, run_protocol
+from transformers_mano.utils.cli import run_main
 
 
 def main(argv: list[str]) -> None:

@@ -13,5 +13,6 @@ import sys
 from transformers_mano.physics.training import main
 from transformers_mano.utils.cli import run_main
 
+
 if __name__ == "__main__":
     sys.exit(run_main(main))

@@ -15,7 +15,6 @@ from transformers import (
 )
 
 from .models.mano.configuration_mano import ManoConfig
-from .models.mano_operator.configuration_mano_operator import ManoOperatorConfig
 from .models.mano.image_processing_mano import ViTImageProcessorPil
 from .models.mano.modeling_mano import (
     AUTO_CLASSES,
@@ -26,16 +25,24 @@ from .models.mano.modeling_mano import (
     ManoModel,
     ManoPreTrainedModel,
 )
+from .models.mano_operator.configuration_mano_operator import ManoOperatorConfig
 from .models.mano_operator.modeling_mano_operator import ManoOperatorModel
 from .multipole import multipole_attention
+
 
 __version__ = "0.1.0"
 
 
 def _register() -> None:
     AutoConfig.register(ManoConfig.model_type, ManoConfig, exist_ok=True)
+    auto_classes = {
+        "AutoModel": AutoModel,
+        "AutoModelForImageClassification": AutoModelForImageClassification,
+        "AutoModelForMaskedImageModeling": AutoModelForMaskedImageModeling,
+        "AutoBackbone": AutoBackbone,
+    }
     for auto_class, model_class in AUTO_CLASSES.items():
-        globals()[auto_class].register(ManoConfig, model_class, exist_ok=True)
+        auto_classes[auto_class].register(ManoConfig, model_class, exist_ok=True)
     # SwinV2 checkpoints use ViT's image processor; the PIL backend needs no torchvision.
     AutoImageProcessor.register(ManoConfig, image_processor_classes={"pil": ViTImageProcessorPil}, exist_ok=True)
     # the neural operator of the physics experiments: a model type of its own

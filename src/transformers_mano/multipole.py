@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+
 LevelWeighting = Literal["vcycle", "sum"]
 ProjectorType = Literal["conv", "pool"]
 ProjectorInit = Literal["avg_pool_zero_up", "avg_pool_nearest_up", "random"]
@@ -185,7 +186,9 @@ def projector_init_weight(projector: nn.Module, projector_init: ProjectorInit) -
     if isinstance(projector, MultipoleDownsample):
         return projector.average_pooling_weight()
     if isinstance(projector, MultipoleUpsample):
-        return torch.zeros_like(projector.weight) if projector_init == "avg_pool_zero_up" else projector.nearest_weight()
+        return (
+            torch.zeros_like(projector.weight) if projector_init == "avg_pool_zero_up" else projector.nearest_weight()
+        )
     raise TypeError(f"{type(projector).__name__} has no learned weight to initialise")
 
 

@@ -25,11 +25,20 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+
 # Public, stable transformers API (documented for writing custom models), by the module to import it from.
 PUBLIC_API: dict[str, frozenset[str]] = {
     "transformers": frozenset(
-        {"PreTrainedModel", "PreTrainedConfig", "PretrainedConfig", "GradientCheckpointingLayer", "BackboneMixin",
-         "BackboneConfigMixin", "initialization", "__version__"}  # fmt: skip
+        {
+            "PreTrainedModel",
+            "PreTrainedConfig",
+            "PretrainedConfig",
+            "GradientCheckpointingLayer",
+            "BackboneMixin",
+            "BackboneConfigMixin",
+            "initialization",
+            "__version__",
+        }
     ),
     "transformers.activations": frozenset({"ACT2FN"}),
     "transformers.modeling_outputs": frozenset({"BackboneOutput"}),
@@ -72,7 +81,11 @@ def check_public_imports(source: str, where: str) -> None:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "transformers" for a in node.names):
             raise RemoteCodeError(f"{where}: `import transformers...` (import public names by name instead)")
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "transformers":
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] == "transformers"
+        ):
             allowed = PUBLIC_API.get(node.module, frozenset())
             private = [alias.name for alias in node.names if alias.name not in allowed]
             if private:
@@ -87,8 +100,11 @@ def _rewrite_package_module(module: ModuleType) -> tuple[str, list[str], list[st
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.ImportFrom):
             continue
-        target = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else (
-            node.module or "")  # fmt: skip
+        target = (
+            importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            if node.level
+            else (node.module or "")
+        )
         if target == _PACKAGE:
             raise RemoteCodeError(
                 f"{module.__name__} imports from the package root ({_PACKAGE}); code written beside a checkpoint must "
@@ -136,8 +152,9 @@ def rewrite_swinv2_source(source: str, name: str) -> str:
                     edits.append((decorator.lineno, decorator.end_lineno, ""))
     from transformers import __version__
 
-    header = (f"# Written by transformers-mano from transformers {__version__}'s {name}, "
-              "its imports moved to public API.\n")  # fmt: skip
+    header = (
+        f"# Written by transformers-mano from transformers {__version__}'s {name}, its imports moved to public API.\n"
+    )
     return header + _edit_lines(source, edits)
 
 

@@ -44,6 +44,7 @@ from ..multipole import coarse_grid_size
 from ..utils import atomic_file, atomic_write_text
 from ..utils.machine import machine_info
 
+
 MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "mano-pool", "mano-pool-init", "cnn", "cnn-pooled", "cnn-stem")
 STEMS = ("none", "conv", "cnn")
 MANO_LEVELS = ("auto", "global")
@@ -116,9 +117,13 @@ class SmallCnn(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 1, channels: int = 32, num_labels: int = 2, depth: int = 9,
+        self,
+        in_channels: int = 1,
+        channels: int = 32,
+        num_labels: int = 2,
+        depth: int = 9,
         pool_after: Sequence[int] = (3,),
-    ):  # fmt: skip
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         for index in range(depth):
@@ -153,7 +158,10 @@ class TransformerClassifier(nn.Module):
 def conv_stem(in_channels: int, channels: int) -> nn.Module:
     """Two 3x3 convolutions at full resolution (receptive field 5 px): local curve pieces, no long range."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, channels, 3, padding=1), nn.GELU(), nn.Conv2d(channels, channels, 3, padding=1), nn.GELU()
+        nn.Conv2d(in_channels, channels, 3, padding=1),
+        nn.GELU(),
+        nn.Conv2d(channels, channels, 3, padding=1),
+        nn.GELU(),
     )
 
 
@@ -177,11 +185,17 @@ def build_model(
     stem = {"none": None, "conv": conv_stem, "cnn": cnn_stem}[recipe.stem]
     stem = stem(in_channels, recipe.stem_channels) if stem is not None else None
     fields = {
-        "image_size": image_size // 2 if recipe.stem == "cnn" else image_size, "patch_size": recipe.patch_size,
-        "window_size": recipe.window_size, "embed_dim": recipe.embed_dim, "depths": list(recipe.depths),
-        "num_heads": list(recipe.num_heads), "num_channels": recipe.stem_channels if stem is not None else in_channels,
-        "num_labels": num_labels, "drop_path_rate": 0.0, "initializer_range": recipe.initializer_range,
-    }  # fmt: skip
+        "image_size": image_size // 2 if recipe.stem == "cnn" else image_size,
+        "patch_size": recipe.patch_size,
+        "window_size": recipe.window_size,
+        "embed_dim": recipe.embed_dim,
+        "depths": list(recipe.depths),
+        "num_heads": list(recipe.num_heads),
+        "num_channels": recipe.stem_channels if stem is not None else in_channels,
+        "num_labels": num_labels,
+        "drop_path_rate": 0.0,
+        "initializer_range": recipe.initializer_range,
+    }
     if kind == "swinv2":
         model = Swinv2ForImageClassification(Swinv2Config(**fields))
     else:
@@ -368,26 +382,45 @@ def train_and_test(
         loss = train_epoch(model, optimizer, scheduler, data, recipe, generator, progress)
         validation = accuracy(model, splits.images["validation"], splits.labels["validation"])
         epochs.set_postfix(loss=f"{loss:.3f}", val_acc=f"{validation:.3f}")
-        history.append({"epoch": epoch, "phase": phase, "train_loss": loss, "validation_accuracy": validation,
-                        "seconds": time.perf_counter() - start})  # fmt: skip
+        history.append(
+            {
+                "epoch": epoch,
+                "phase": phase,
+                "train_loss": loss,
+                "validation_accuracy": validation,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         if validation > best:
             best, best_state, best_epoch = validation, copy.deepcopy(model.state_dict()), epoch
     wall = time.perf_counter() - start
     model.load_state_dict(best_state)
     samples_seen = sum(len(data.labels["train"]) // recipe.batch_size * recipe.batch_size for _, data in phases)
     transferred = {
-        name: {"image_size": data.image_size, "test_accuracy": accuracy(model, data.images["test"], data.labels["test"])}
+        name: {
+            "image_size": data.image_size,
+            "test_accuracy": accuracy(model, data.images["test"], data.labels["test"]),
+        }
         for name, data in (transfer or {}).items()
     }
     record = {
-        "model": kind, "seed": seed, "image_size": splits.image_size, "built_for": build_size or splits.image_size,
+        "model": kind,
+        "seed": seed,
+        "image_size": splits.image_size,
+        "built_for": build_size or splits.image_size,
         "recipe": asdict(recipe),
-        "best_epoch": best_epoch, "validation_accuracy": best,
+        "best_epoch": best_epoch,
+        "validation_accuracy": best,
         "test_accuracy": accuracy(model, splits.images["test"], splits.labels["test"]),
-        "parameters": count_parameters(model), "flops": flops,
-        "wall_seconds": wall, "train_samples": len(splits.labels["train"]), "samples_seen": samples_seen,
-        "history": history, "transfer": transferred, "machine": machine_info(device),
-    }  # fmt: skip
+        "parameters": count_parameters(model),
+        "flops": flops,
+        "wall_seconds": wall,
+        "train_samples": len(splits.labels["train"]),
+        "samples_seen": samples_seen,
+        "history": history,
+        "transfer": transferred,
+        "machine": machine_info(device),
+    }
     return record, model.to("cpu")
 
 
@@ -456,8 +489,17 @@ def run_comparison(
         if recipe.init_from is not None:
             initial = load_file(weights_path(recipe.init_from, kind, seed))
             build_size = json.loads(Path(recipe.init_from, f"{kind}-s{seed}.json").read_text())["built_for"]
-        record, model = train_and_test(kind, splits, recipe, seed, curriculum=curriculum, initial_state=initial,
-                                       transfer=transfer, build_size=build_size, device=device)  # fmt: skip
+        record, model = train_and_test(
+            kind,
+            splits,
+            recipe,
+            seed,
+            curriculum=curriculum,
+            initial_state=initial,
+            transfer=transfer,
+            build_size=build_size,
+            device=device,
+        )
         with atomic_file(weights_path(output_dir, kind, seed)) as staged:
             save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(staged))
         result = {"data_dir": str(data_dir), **record}
@@ -474,8 +516,11 @@ def score_saved_runs(
     with these scores added to their `transfer` entries, for `transfer_table`; the run files are left as they are."""
     from safetensors.torch import load_file
 
-    runs = [run for run in load_runs([folder]) if weights_path(folder, run["model"], run["seed"]).is_file()
-            and (models is None or run["model"] in models)]  # fmt: skip
+    runs = [
+        run
+        for run in load_runs([folder])
+        if weights_path(folder, run["model"], run["seed"]).is_file() and (models is None or run["model"] in models)
+    ]
     if not runs:
         raise FileNotFoundError(
             f"{folder} holds no run with its weights (<model>-s<seed>.json and .safetensors)"
@@ -495,8 +540,9 @@ def score_saved_runs(
         for data_dir in data_dirs:
             data = splits_of(data_dir, normalization)
             run.setdefault("transfer", {})[str(data_dir)] = {
-                "image_size": data.image_size, "test_accuracy": accuracy(model, data.images["test"], data.labels["test"])
-            }  # fmt: skip
+                "image_size": data.image_size,
+                "test_accuracy": accuracy(model, data.images["test"], data.labels["test"]),
+            }
     return runs
 
 
@@ -524,18 +570,40 @@ def summary_table(runs: Sequence[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run["run_dir"], run["image_size"], run["model"]), []).append(run)
-    header = ["runs", "px", "model", "seeds", "test acc (%)", "val acc (%)", "best epoch", "params", "MFLOPs/image",
-              "wall (s/run)", "load"]  # fmt: skip
+    header = [
+        "runs",
+        "px",
+        "model",
+        "seeds",
+        "test acc (%)",
+        "val acc (%)",
+        "best epoch",
+        "params",
+        "MFLOPs/image",
+        "wall (s/run)",
+        "load",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (folder, size, model), members in groups.items():
-        lines.append("| " + " | ".join([
-            Path(folder).name, str(size), model, ",".join(str(run["seed"]) for run in members),
-            _mean_spread([run["test_accuracy"] for run in members], 100),
-            _mean_spread([run["validation_accuracy"] for run in members], 100),
-            ",".join(str(run["best_epoch"]) for run in members), f"{members[0]['parameters']:,}",
-            f"{members[0]['flops'] / 1e6:.1f}", _mean_spread([run["wall_seconds"] for run in members], digits=0),
-            ",".join(f"{run['machine']['load_average_1min']:.1f}" for run in members),
-        ]) + " |")  # fmt: skip
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    Path(folder).name,
+                    str(size),
+                    model,
+                    ",".join(str(run["seed"]) for run in members),
+                    _mean_spread([run["test_accuracy"] for run in members], 100),
+                    _mean_spread([run["validation_accuracy"] for run in members], 100),
+                    ",".join(str(run["best_epoch"]) for run in members),
+                    f"{members[0]['parameters']:,}",
+                    f"{members[0]['flops'] / 1e6:.1f}",
+                    _mean_spread([run["wall_seconds"] for run in members], digits=0),
+                    ",".join(f"{run['machine']['load_average_1min']:.1f}" for run in members),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -548,16 +616,24 @@ def transfer_table(runs: Sequence[dict]) -> str:
             groups.setdefault((run["run_dir"], run["image_size"], run["model"]), []).append(run)
     if not groups:
         return ""
-    sizes = sorted({scored["image_size"] for members in groups.values() for run in members
-                    for scored in run["transfer"].values()})  # fmt: skip
+    sizes = sorted(
+        {scored["image_size"] for members in groups.values() for run in members for scored in run["transfer"].values()}
+    )
     header = ["runs", "trained at (px)", "model", "seeds", "test acc there (%)"]
     header += [f"test acc at {size} px, as trained (%)" for size in sizes]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (folder, size, model), members in groups.items():
-        cells = [Path(folder).name, str(size), model, ",".join(str(run["seed"]) for run in members),
-                 _mean_spread([run["test_accuracy"] for run in members], 100)]  # fmt: skip
+        cells = [
+            Path(folder).name,
+            str(size),
+            model,
+            ",".join(str(run["seed"]) for run in members),
+            _mean_spread([run["test_accuracy"] for run in members], 100),
+        ]
         for other in sizes:
-            scores = [s["test_accuracy"] for run in members for s in run["transfer"].values() if s["image_size"] == other]
+            scores = [
+                s["test_accuracy"] for run in members for s in run["transfer"].values() if s["image_size"] == other
+            ]
             cells.append(_mean_spread(scores, 100) if len(scores) == len(members) else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -572,8 +648,12 @@ def series_labels(runs: Sequence[dict]) -> list[str]:
         folders.setdefault((run["model"], run["image_size"]), [])
         if run["run_dir"] not in folders[run["model"], run["image_size"]]:
             folders[run["model"], run["image_size"]].append(run["run_dir"])
-    return [run["model"] if folders[run["model"], run["image_size"]][0] == run["run_dir"]
-            else f"{run['model']} ({Path(run['run_dir']).name})" for run in runs]  # fmt: skip
+    return [
+        run["model"]
+        if folders[run["model"], run["image_size"]][0] == run["run_dir"]
+        else f"{run['model']} ({Path(run['run_dir']).name})"
+        for run in runs
+    ]
 
 
 def plot_accuracy_against_size(runs: Sequence[dict], path: str | Path, overwrite: bool = False) -> Path:
@@ -626,8 +706,14 @@ def plot_learning_curves(runs: Sequence[dict], path: str | Path, overwrite: bool
         for run, label in size_runs:
             epochs = [entry["epoch"] for entry in run["history"]]
             accuracy = [100 * entry["validation_accuracy"] for entry in run["history"]]
-            axis.plot(epochs, accuracy, color=colours[label], linestyle=("-", "--", ":", "-.")[run["seed"] % 4],
-                      marker=".", label=f"{label} s{run['seed']}")  # fmt: skip
+            axis.plot(
+                epochs,
+                accuracy,
+                color=colours[label],
+                linestyle=("-", "--", ":", "-.")[run["seed"] % 4],
+                marker=".",
+                label=f"{label} s{run['seed']}",
+            )
         curriculum = max(sum(entry.get("phase") == "curriculum" for entry in run["history"]) for run, _ in size_runs)
         if curriculum:
             axis.axvspan(0.5, curriculum + 0.5, color="gray", alpha=0.12, label="curriculum")
@@ -660,13 +746,33 @@ class PathfinderBenchmarkArguments:
     device: str = field(default="cpu", metadata={"help": "where the models train: cpu, cuda, cuda:1, ..."})
     transfer_dirs: list[str] = field(
         default_factory=list,
-        metadata={"help": "data folders (other image sizes, say) whose test splits each trained model is also scored on"},
+        metadata={
+            "help": "data folders (other image sizes, say) whose test splits each trained model is also scored on"
+        },
     )
 
 
 __all__ = [
-    "MODEL_KINDS", "PathfinderBenchmarkArguments", "PathfinderRecipe", "SmallCnn", "TransformerClassifier", "build_model", "check_device", "count_flops",
+    "MODEL_KINDS",
+    "PathfinderBenchmarkArguments",
+    "PathfinderRecipe",
+    "SmallCnn",
+    "TransformerClassifier",
+    "build_model",
+    "check_device",
+    "count_flops",
     "count_parameters",
-    "load_splits", "open_image_splits", "weights_path", "dihedral", "train_and_test", "run_comparison", "load_runs", "score_saved_runs", "summary_table", "transfer_table",
-    "series_labels", "plot_accuracy_against_size", "plot_learning_curves",
-]  # fmt: skip
+    "load_splits",
+    "open_image_splits",
+    "weights_path",
+    "dihedral",
+    "train_and_test",
+    "run_comparison",
+    "load_runs",
+    "score_saved_runs",
+    "summary_table",
+    "transfer_table",
+    "series_labels",
+    "plot_accuracy_against_size",
+    "plot_learning_curves",
+]

@@ -16,21 +16,50 @@ from torch.profiler import ProfilerActivity, profile
 
 from .scaling import MODEL_KINDS, Case, build_model_case, minor_page_faults
 
+
 OPERATOR_PARTS: dict[str, frozenset[str]] = {
     "matrix products (linear, convolution)": frozenset({"aten::addmm", "aten::mm", "aten::mkldnn_convolution"}),
-    "attention core (SDPA; or bmm, softmax, mask, scaling)": frozenset({
-        "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::bmm", "aten::_softmax", "aten::masked_fill_",
-        "aten::div",
-    }),
-    "copies and gathers (copy_, index, index_select, cat, clone, roll, padding)": frozenset({
-        "aten::copy_", "aten::index", "aten::index_select", "aten::cat", "aten::clone", "aten::roll",
-        "aten::constant_pad_nd", "aten::zeros", "aten::new_zeros", "aten::fill_", "aten::zero_",
-    }),
-    "elementwise and norms (gelu, add, mul, norms, sigmoid)": frozenset({
-        "aten::gelu", "aten::add", "aten::add_", "aten::mul", "aten::linalg_vector_norm", "aten::native_layer_norm",
-        "aten::sigmoid", "aten::clamp", "aten::clamp_min", "aten::exp", "aten::mean", "aten::sum",
-    }),
-}  # fmt: skip
+    "attention core (SDPA; or bmm, softmax, mask, scaling)": frozenset(
+        {
+            "aten::_scaled_dot_product_flash_attention_for_cpu",
+            "aten::bmm",
+            "aten::_softmax",
+            "aten::masked_fill_",
+            "aten::div",
+        }
+    ),
+    "copies and gathers (copy_, index, index_select, cat, clone, roll, padding)": frozenset(
+        {
+            "aten::copy_",
+            "aten::index",
+            "aten::index_select",
+            "aten::cat",
+            "aten::clone",
+            "aten::roll",
+            "aten::constant_pad_nd",
+            "aten::zeros",
+            "aten::new_zeros",
+            "aten::fill_",
+            "aten::zero_",
+        }
+    ),
+    "elementwise and norms (gelu, add, mul, norms, sigmoid)": frozenset(
+        {
+            "aten::gelu",
+            "aten::add",
+            "aten::add_",
+            "aten::mul",
+            "aten::linalg_vector_norm",
+            "aten::native_layer_norm",
+            "aten::sigmoid",
+            "aten::clamp",
+            "aten::clamp_min",
+            "aten::exp",
+            "aten::mean",
+            "aten::sum",
+        }
+    ),
+}
 OTHER_PART = "other operators (views, reshapes, small ops)"
 
 
@@ -52,8 +81,14 @@ def profile_forward(kind: str, image_size: int = 256, batch_size: int = 1, repea
     total = sum(operators.values())
     parts = {name: sum(ms for key, ms in operators.items() if key in keys) for name, keys in OPERATOR_PARTS.items()}
     parts[OTHER_PART] = total - sum(parts.values())
-    return {"kind": kind, "image_size": image_size, "batch_size": batch_size, "wall_ms_unprofiled": wall_ms,
-            "operator_ms": total, "parts_ms": parts}  # fmt: skip
+    return {
+        "kind": kind,
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "wall_ms_unprofiled": wall_ms,
+        "operator_ms": total,
+        "parts_ms": parts,
+    }
 
 
 def parts_table(profiles: list[dict]) -> str:
@@ -61,7 +96,9 @@ def parts_table(profiles: list[dict]) -> str:
     header = "| part | " + " | ".join(p["kind"] for p in profiles) + " |"
     lines = [header, "|---" * (len(profiles) + 1) + "|"]
     for part in profiles[0]["parts_ms"]:
-        cells = [f"{p['parts_ms'][part]:.1f} ms ({100 * p['parts_ms'][part] / p['operator_ms']:.0f} %)" for p in profiles]
+        cells = [
+            f"{p['parts_ms'][part]:.1f} ms ({100 * p['parts_ms'][part] / p['operator_ms']:.0f} %)" for p in profiles
+        ]
         lines.append(f"| {part} | " + " | ".join(cells) + " |")
     lines.append("| all operators | " + " | ".join(f"{p['operator_ms']:.1f} ms" for p in profiles) + " |")
     return "\n".join(lines)
@@ -120,16 +157,25 @@ def stage_times(image_size: int = 256, batch_size: int = 1, repeats: int = 9, wa
                 if repeat >= warmup:
                     for key, ms in totals.items():
                         samples[kind][key].append(ms)
-    medians = {kind: {key: statistics.median(values) for key, values in by_key.items()} for kind, by_key in samples.items()}
+    medians = {
+        kind: {key: statistics.median(values) for key, values in by_key.items()} for kind, by_key in samples.items()
+    }
     for by_key in medians.values():
         for stage in {stage for stage, part in by_key if part == "block"}:
-            by_key[(stage, REST_OF_BLOCK)] = by_key[(stage, "block")] - sum(by_key.get((stage, p), 0.0) for p in BLOCK_PARTS)
+            by_key[(stage, REST_OF_BLOCK)] = by_key[(stage, "block")] - sum(
+                by_key.get((stage, p), 0.0) for p in BLOCK_PARTS
+            )
         timed = sum(ms for (_, part), ms in by_key.items() if part in ("embeddings", "block", "patch merging"))
         # counts, not ms: kept apart from the timed rows
         by_key[("total", OUTSIDE_STAGES)] = by_key[("total", "forward")] - timed
-    return {"image_size": image_size, "batch_size": batch_size, "repeats": repeats,
-            "median_ms": {kind: {f"{stage} / {part}": ms for (stage, part), ms in by_key.items()}
-                          for kind, by_key in medians.items()}}  # fmt: skip
+    return {
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "median_ms": {
+            kind: {f"{stage} / {part}": ms for (stage, part), ms in by_key.items()} for kind, by_key in medians.items()
+        },
+    }
 
 
 def _time_module(module: torch.nn.Module, totals: defaultdict, key: tuple[str, str]) -> None:
@@ -147,7 +193,16 @@ def stage_table(result: dict) -> str:
     """A markdown table of `stage_times`: per stage its blocks and their parts, both models' ms and the difference."""
     mano, swinv2 = result["median_ms"]["mano-tiny"], result["median_ms"]["swinv2-tiny"]
     stages = list(dict.fromkeys(key.split(" / ")[0] for key in mano))
-    parts = ("embeddings", "block", REST_OF_BLOCK, *BLOCK_PARTS, "patch merging", OUTSIDE_STAGES, "forward", PAGE_FAULTS)
+    parts = (
+        "embeddings",
+        "block",
+        REST_OF_BLOCK,
+        *BLOCK_PARTS,
+        "patch merging",
+        OUTSIDE_STAGES,
+        "forward",
+        PAGE_FAULTS,
+    )
     lines = ["| part (ms per forward) | mano-tiny | swinv2-tiny | difference |", "|---|---|---|---|"]
     for stage in stages:
         for part in parts:
@@ -168,8 +223,14 @@ ATTENTION_CORES = ("sdpa", "blocked products", "products, one block")
 
 
 def attention_core_times(
-    num_windows: int, heads: int = 3, tokens: int = 64, head_dim: int = 32, threads: tuple[int, ...] = (1, 2),
-    repeats: int = 60, warmup: int = 5, rounds: int = 3,
+    num_windows: int,
+    heads: int = 3,
+    tokens: int = 64,
+    head_dim: int = 32,
+    threads: tuple[int, ...] = (1, 2),
+    repeats: int = 60,
+    warmup: int = 5,
+    rounds: int = 3,
 ) -> list[dict]:
     """The fused path's two attention cores alone, on (num_windows, heads, tokens, head_dim) float32 windows under a
     per-window mask: SDPA, `blocked_window_attention` at its default block size, and the same products over all
@@ -201,8 +262,16 @@ def attention_core_times(
                             call()
                             if repeat >= warmup:
                                 times[name].append((time.perf_counter() - start) * 1e3)
-            results.append({"threads": count, "num_windows": num_windows, "heads": heads, "tokens": tokens,
-                            "head_dim": head_dim, "median_ms": {n: statistics.median(t) for n, t in times.items()}})  # fmt: skip
+            results.append(
+                {
+                    "threads": count,
+                    "num_windows": num_windows,
+                    "heads": heads,
+                    "tokens": tokens,
+                    "head_dim": head_dim,
+                    "median_ms": {n: statistics.median(t) for n, t in times.items()},
+                }
+            )
     finally:
         torch.set_num_threads(before)
     return results
@@ -210,8 +279,10 @@ def attention_core_times(
 
 def core_table(results: list[dict]) -> str:
     """A markdown table: one row per (windows, threads), one column per attention core, median ms per call."""
-    lines = ["| windows x heads x tokens | threads | " + " | ".join(ATTENTION_CORES) + " |",
-             "|---" * (len(ATTENTION_CORES) + 2) + "|"]  # fmt: skip
+    lines = [
+        "| windows x heads x tokens | threads | " + " | ".join(ATTENTION_CORES) + " |",
+        "|---" * (len(ATTENTION_CORES) + 2) + "|",
+    ]
     for row in results:
         cells = " | ".join(f"{row['median_ms'][name]:.2f}" for name in ATTENTION_CORES)
         lines.append(f"| {row['num_windows']} x {row['heads']} x {row['tokens']} | {row['threads']} | {cells} |")

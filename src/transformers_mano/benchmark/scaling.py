@@ -35,6 +35,7 @@ from ..models.mano.configuration_mano import ManoConfig
 from ..models.mano.modeling_mano import ManoLayer, ManoModel
 from ..utils import atomic_directory
 
+
 LAYER_KINDS = ("mano", "swinv2", "global_sdpa", "global_eager")
 MODEL_KINDS = ("mano-tiny", "swinv2-tiny")
 
@@ -102,8 +103,15 @@ def build_layer_case(case: Case) -> tuple[nn.Module, torch.Tensor, Callable, int
         config = ManoConfig(embed_dim=case.channels, num_heads=[case.heads, 6, 12, 24], drop_path_rate=0.0)
         config._attn_implementation = "sdpa" if case.kind == "mano" else "eager"
         levels = config.resolved_num_levels()[0] if case.kind == "mano" else 1
-        layer = ManoLayer(config, case.channels, (64, 64), case.heads, shift_size=4, num_levels=levels,
-                          min_coarse_side=config.min_coarse_sides()[0])
+        layer = ManoLayer(
+            config,
+            case.channels,
+            (64, 64),
+            case.heads,
+            shift_size=4,
+            num_levels=levels,
+            min_coarse_side=config.min_coarse_sides()[0],
+        )
         grid = torch.randn(case.batch_size, side, side, case.channels)  # B, H, W, C
         return layer, grid, lambda module, x: module.multipole_window_attention(x)[0], tokens
     if case.kind in ("global_sdpa", "global_eager"):
@@ -358,11 +366,15 @@ def plot_scaling(measurements: list[Measurement], summary: dict, info: dict, pat
             continue
         exponents = summary["exponents"].get(kind, {})
         tokens = [m.tokens for m in rows]
-        for axis, values, key in ((axes[0], [m.median_ms for m in rows], "time"),
-                                  (axes[1], [max(m.peak_memory_mb, 1e-3) for m in rows], "memory")):
+        for axis, values, key in (
+            (axes[0], [m.median_ms for m in rows], "time"),
+            (axes[1], [max(m.peak_memory_mb, 1e-3) for m in rows], "memory"),
+        ):
             label = kind + (f" (slope {exponents[key]:.2f})" if key in exponents else "")
             axis.loglog(tokens, values, marker="o", label=label)
-    axes[0].set(xlabel="tokens N (n x n grid)", ylabel="forward time, ms (median)", title="time of one attention layer")
+    axes[0].set(
+        xlabel="tokens N (n x n grid)", ylabel="forward time, ms (median)", title="time of one attention layer"
+    )
     axes[1].set(xlabel="tokens N (n x n grid)", ylabel="peak memory, MiB", title="peak memory of one forward")
     for axis in axes:
         axis.grid(True, which="both", alpha=0.3)

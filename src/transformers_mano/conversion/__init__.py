@@ -13,6 +13,7 @@ from .swinv2_to_mano import (
     swinv2_twin_config,
 )
 
+
 __all__ = [
     "ConversionError",
     "ConversionReport",

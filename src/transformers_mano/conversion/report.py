@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from ..models.mano.configuration_mano import ManoConfig
 from ..multipole import coarse_grid_size
 
+
 CARD_TEMPLATE = "model_card_template.md"
 _AUTO_CLASS_NAMES = {
     "ManoModel": "AutoModel",
@@ -20,6 +21,7 @@ _AUTO_CLASS_NAMES = {
     "ManoForMaskedImageModeling": "AutoModelForMaskedImageModeling",
     "ManoBackbone": "AutoBackbone",
 }
+
 
 @dataclass
 class StagePlan:
@@ -109,8 +111,10 @@ class ConversionReport:
             check = "not run (num_check_inputs = 0)"
         else:
             expectation = "the same function expected" if self.exact_expected else "differs by design"
-            check = (f"{self.max_abs_diff:.3e} in float64 over {self.num_check_inputs} random input(s) "
-                     f"({expectation}); float32: {self.max_abs_diff_float32:.3e}")  # fmt: skip
+            check = (
+                f"{self.max_abs_diff:.3e} in float64 over {self.num_check_inputs} random input(s) "
+                f"({expectation}); float32: {self.max_abs_diff_float32:.3e}"
+            )
         lines = [
             f"source:            {self.source} ({self.source_architecture})",
             f"target:            {self.output_dir} ({self.target_architecture})",
@@ -190,9 +194,12 @@ def _numeric_check_text(report: ConversionReport) -> str:
         f"At conversion, the largest |{report.compared_output} difference| between this model and the source "
         f"SwinV2 on {report.num_check_inputs} random inputs was {report.max_abs_diff:.3e} with both run in "
         f"float64 and {report.max_abs_diff_float32:.3e} in float32"
-        + (" (the same function: float32 differences are rounding, which the logit scales of SwinV2 amplify)."
-           if report.exact_expected else " (the far field is active from the start, so outputs differ by design).")
-    )  # fmt: skip
+        + (
+            " (the same function: float32 differences are rounding, which the logit scales of SwinV2 amplify)."
+            if report.exact_expected
+            else " (the far field is active from the start, so outputs differ by design)."
+        )
+    )
 
 
 def _starting_point_text(report: ConversionReport, source: str) -> str:
@@ -213,20 +220,20 @@ def _card_architecture_fields(report: ConversionReport) -> dict[str, str]:
     """The template fields that describe the converted architecture: classes, levels, projectors, sizes, labels."""
     labels = report.labels
     shown_labels = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
-    return dict(
-        auto_class=_AUTO_CLASS_NAMES[report.target_architecture],
-        target_architecture=report.target_architecture,
-        level_plan="\n".join(f"  - {plan.describe()}" for plan in report.level_plan),
-        levels=" ".join(str(plan.num_levels) for plan in report.level_plan),
-        source_parameters=f"{report.source_parameters:,}",
-        target_parameters=f"{report.target_parameters:,}",
-        delta=f"{report.delta:+,}",
-        projector_init=report.projector_init,
-        projector_type=report.projector_type,
-        level_weighting=report.level_weighting,
-        head=report.head,
-        labels=shown_labels or "none (feature extractor)",
-    )
+    return {
+        "auto_class": _AUTO_CLASS_NAMES[report.target_architecture],
+        "target_architecture": report.target_architecture,
+        "level_plan": "\n".join(f"  - {plan.describe()}" for plan in report.level_plan),
+        "levels": " ".join(str(plan.num_levels) for plan in report.level_plan),
+        "source_parameters": f"{report.source_parameters:,}",
+        "target_parameters": f"{report.target_parameters:,}",
+        "delta": f"{report.delta:+,}",
+        "projector_init": report.projector_init,
+        "projector_type": report.projector_type,
+        "level_weighting": report.level_weighting,
+        "head": report.head,
+        "labels": shown_labels or "none (feature extractor)",
+    }
 
 
 __all__ = ["ConversionReport", "StagePlan", "level_plan", "render_model_card"]

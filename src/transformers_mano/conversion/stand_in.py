@@ -19,13 +19,27 @@ from transformers import Swinv2Config, Swinv2ForImageClassification
 
 from ..utils import atomic_directory
 
+
 # SwinV2-T at 256 px, window 8, ImageNet-1k: the shape of microsoft/swinv2-tiny-patch4-window8-256
-SWINV2_TINY = dict(image_size=256, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
-                   window_size=8, num_labels=1000)  # fmt: skip
+SWINV2_TINY = {
+    "image_size": 256,
+    "patch_size": 4,
+    "embed_dim": 96,
+    "depths": [2, 2, 6, 2],
+    "num_heads": [3, 6, 12, 24],
+    "window_size": 8,
+    "num_labels": 1000,
+}
 # The legacy preprocessor file of the microsoft/swinv2-* repositories (a ViTFeatureExtractor), at 256 px
-LEGACY_PREPROCESSOR = {"do_normalize": True, "do_resize": True, "feature_extractor_type": "ViTFeatureExtractor",
-                       "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "resample": 3,
-                       "size": 256}  # fmt: skip
+LEGACY_PREPROCESSOR = {
+    "do_normalize": True,
+    "do_resize": True,
+    "feature_extractor_type": "ViTFeatureExtractor",
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+    "resample": 3,
+    "size": 256,
+}
 
 
 @torch.no_grad()

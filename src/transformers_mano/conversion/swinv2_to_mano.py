@@ -53,6 +53,7 @@ from ..multipole import PROJECTOR_INITS
 from ..utils import OutputExistsError, atomic_directory
 from .report import ConversionReport, level_plan, render_model_card
 
+
 # SwinV2 class (as `config.architectures` names it) -> its MANO counterpart, and the SwinV2 class itself.
 MANO_COUNTERPARTS: dict[str, type[ManoPreTrainedModel]] = {
     "Swinv2Model": ManoModel,
@@ -215,9 +216,13 @@ def load_into_mano(
     try:
         with _quiet_transformers():
             model, info = mano_class.from_pretrained(
-                checkpoint, config=config, output_loading_info=True, ignore_mismatched_sizes=True,
-                dtype=torch.float32, **hub_kwargs,
-            )  # fmt: skip
+                checkpoint,
+                config=config,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
+                dtype=torch.float32,
+                **hub_kwargs,
+            )
     except SafetensorError as error:
         raise ConversionError(f"the safetensors weights of {checkpoint} are not readable: {error}") from error
     except pickle.UnpicklingError as error:
@@ -236,7 +241,9 @@ def load_into_mano(
     replaced = head & mismatched if new_head else set()
     wrong_shapes = sorted(mismatched - replaced)
     if wrong_shapes:
-        key, shape_checkpoint, shape_model = next(entry for entry in info["mismatched_keys"] if entry[0] == wrong_shapes[0])
+        key, shape_checkpoint, shape_model = next(
+            entry for entry in info["mismatched_keys"] if entry[0] == wrong_shapes[0]
+        )
         raise ConversionError(
             f"{len(wrong_shapes)} weight(s) of {checkpoint} do not match the shapes its config.json implies, e.g. "
             f"{key}: {tuple(shape_checkpoint)} in the checkpoint vs {tuple(shape_model)}"
@@ -307,9 +314,15 @@ def _tensors(value: torch.Tensor | tuple) -> list[torch.Tensor]:
 
 
 def _describe(
-    checkpoint: str, source_config: Swinv2Config, source: str, model: ManoPreTrainedModel, target: str,
-    new_head: bool, dropped: dict[str, str], output_dir: Path,
-) -> ConversionReport:  # fmt: skip
+    checkpoint: str,
+    source_config: Swinv2Config,
+    source: str,
+    model: ManoPreTrainedModel,
+    target: str,
+    new_head: bool,
+    dropped: dict[str, str],
+    output_dir: Path,
+) -> ConversionReport:
     """The report of a conversion before its numeric check and its files."""
     config = model.config
     with torch.device("meta"):
@@ -367,7 +380,9 @@ def save_image_processor(checkpoint: str, config: ManoConfig, folder: Path, note
     statistics at the model's size (with a note) where the source has none."""
     try:
         with _quiet_transformers():
-            processor = AutoImageProcessor.from_pretrained(checkpoint, backend="pil", **hub_kwargs)  # no torchvision needed
+            processor = AutoImageProcessor.from_pretrained(
+                checkpoint, backend="pil", **hub_kwargs
+            )  # no torchvision needed
     except (OSError, ValueError):
         processor = imagenet_image_processor(config.image_size)
         height, width = processor.size["height"], processor.size["width"]
@@ -421,9 +436,15 @@ class ConversionPlan(NamedTuple):
 
 
 def _check_arguments(
-    checkpoint: str, output_dir: Path, overwrite: bool, projector_init: str, num_check_inputs: int,
-    card_template: str | os.PathLike | None, push_to_hub: bool, hub_model_id: str | None,
-) -> None:  # fmt: skip
+    checkpoint: str,
+    output_dir: Path,
+    overwrite: bool,
+    projector_init: str,
+    num_check_inputs: int,
+    card_template: str | os.PathLike | None,
+    push_to_hub: bool,
+    hub_model_id: str | None,
+) -> None:
     """Refuse bad arguments before anything is loaded or written."""
     if projector_init not in PROJECTOR_INITS:
         raise ConversionError(f"projector_init must be one of {PROJECTOR_INITS}, got {projector_init!r}")
@@ -509,40 +530,57 @@ def convert_swinv2_checkpoint(
     """
     checkpoint = os.fspath(swinv2_checkpoint)
     output_dir = Path(output_dir).resolve()
-    _check_arguments(checkpoint, output_dir, overwrite, projector_init, num_check_inputs, card_template,
-                     push_to_hub, hub_model_id)  # fmt: skip
+    _check_arguments(
+        checkpoint, output_dir, overwrite, projector_init, num_check_inputs, card_template, push_to_hub, hub_model_id
+    )
     hub_kwargs = {"revision": revision, "cache_dir": cache_dir, "token": token}
     plan = _plan_conversion(
-        checkpoint, source_architecture_name, num_levels, projector_init, projector_type, level_weighting,
-        num_labels, label_names, hub_kwargs,
-    )  # fmt: skip
+        checkpoint,
+        source_architecture_name,
+        num_levels,
+        projector_init,
+        projector_type,
+        level_weighting,
+        num_labels,
+        label_names,
+        hub_kwargs,
+    )
     mano_class, config = MANO_COUNTERPARTS[plan.target], plan.config
 
     model, dropped = load_into_mano(checkpoint, mano_class, config, plan.new_head, **hub_kwargs)
-    report = _describe(checkpoint, plan.source_config, plan.source, model, plan.target, plan.new_head, dropped,
-                       output_dir)  # fmt: skip
+    report = _describe(
+        checkpoint, plan.source_config, plan.source, model, plan.target, plan.new_head, dropped, output_dir
+    )
     if num_check_inputs:
         _check_against_source(model, plan.target, report, num_check_inputs, tolerance)
 
     if base_model is None and not Path(checkpoint).is_dir():
         base_model = checkpoint  # a Hub id; a local folder is no valid `base_model`
     card_arguments = (hub_model_id or output_dir.name, base_model, license, card_template)
-    _write_repository(model, mano_class, config, checkpoint, output_dir, overwrite, report, card_arguments,
-                      hub_kwargs)  # fmt: skip
+    _write_repository(model, mano_class, config, checkpoint, output_dir, overwrite, report, card_arguments, hub_kwargs)
     if push_to_hub:
         levels = " ".join(map(str, config.resolved_num_levels()))
         report.pushed_to = push_folder_to_hub(
-            output_dir, hub_model_id, private=private, token=token,
+            output_dir,
+            hub_model_id,
+            private=private,
+            token=token,
             commit_message=f"Convert {checkpoint} to MANO (levels {levels})",
-        )  # fmt: skip
+        )
     return report
 
 
 def _plan_conversion(
-    checkpoint: str, source_architecture_name: str | None, num_levels: str | Sequence[int], projector_init: str,
-    projector_type: str, level_weighting: str, num_labels: int | None, label_names: Sequence[str] | None,
+    checkpoint: str,
+    source_architecture_name: str | None,
+    num_levels: str | Sequence[int],
+    projector_init: str,
+    projector_type: str,
+    level_weighting: str,
+    num_labels: int | None,
+    label_names: Sequence[str] | None,
     hub_kwargs: dict,
-) -> ConversionPlan:  # fmt: skip
+) -> ConversionPlan:
     """Read the source's configuration and decide the target class and the MANO configuration."""
     source_config = read_source_config(checkpoint, **hub_kwargs)
     source = source_architecture(source_config, source_architecture_name)
@@ -557,9 +595,16 @@ def _plan_conversion(
 
 
 def _write_repository(
-    model: ManoPreTrainedModel, mano_class: type[ManoPreTrainedModel], config: ManoConfig, checkpoint: str,
-    output_dir: Path, overwrite: bool, report: ConversionReport, card_arguments: tuple, hub_kwargs: dict,
-) -> None:  # fmt: skip
+    model: ManoPreTrainedModel,
+    mano_class: type[ManoPreTrainedModel],
+    config: ManoConfig,
+    checkpoint: str,
+    output_dir: Path,
+    overwrite: bool,
+    report: ConversionReport,
+    card_arguments: tuple,
+    hub_kwargs: dict,
+) -> None:
     """Write the complete repository atomically: weights and config, the image processor, a reload check, the
     card. `card_arguments` are `render_model_card`'s after the report; nothing is left behind on failure."""
     try:

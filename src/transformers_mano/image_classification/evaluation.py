@@ -9,6 +9,7 @@ import evaluate
 import numpy as np
 from transformers import EvalPrediction
 
+
 TOP_K_ACCURACY_PATH = str(Path(__file__).parent / "metrics" / "top_k_accuracy")
 
 

@@ -14,6 +14,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from ..models.mano.modeling_mano import ManoPreTrainedModel
 
+
 logger = logging.getLogger(__name__)
 
 TRAIN_MODES = ("full", "linear_probe", "projectors", "projectors_then_full")

@@ -17,11 +17,10 @@ splits never share a scene.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
-
 import json
+import math
 import os
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from PIL import ImageDraw
 from tqdm.auto import tqdm
 
 from ..utils.io import atomic_directory
+
 
 LABEL_NAMES = ("disconnected", "connected")
 # Stream ids per split, so the test scenes are never the training scenes of any seed's run.
@@ -227,7 +227,9 @@ def render_scene(scene: PathfinderScene, spec: PathfinderSpec) -> PILImage.Image
 class PathfinderArguments:
     """The options of `scripts/make_pathfinder.py`: where to write, the spec and the split sizes."""
 
-    output_dir: str = field(metadata={"help": "Folder to create (save_to_disk); --dataset_name of the fine-tuning script."})
+    output_dir: str = field(
+        metadata={"help": "Folder to create (save_to_disk); --dataset_name of the fine-tuning script."}
+    )
     image_size: int = field(default=32, metadata={"help": "Pixels per side (32, 64, 128: LRA's Path-X size)."})
     contour_length: int = field(default=6, metadata={"help": "Paddles per curve (LRA: 6, 9, 14 at 32 px)."})
     num_distractors: int = field(default=1, metadata={"help": "Curves besides the target one."})
@@ -297,7 +299,7 @@ def _best_threshold(distances: np.ndarray, labels: np.ndarray) -> tuple[float, f
     negatives_above = (len(y) - y.sum()) - (count_below - positives_below)
     # sign 1: predict connected at or below the threshold; sign -1: above it (and at it, an edge case of ties)
     correct = {1: positives_below + negatives_above, -1: len(y) - (positives_below + negatives_above)}
-    best = max(((int(correct[sign].max()), sign) for sign in (1, -1)))
+    best = max((int(correct[sign].max()), sign) for sign in (1, -1))
     index = int(np.argmax(correct[best[1]]))
     return best[0] / len(y), float(d[last][index]), best[1]
 
@@ -308,8 +310,11 @@ def marker_distance_cue(splits: DatasetDict) -> dict[str, float]:
     train = np.asarray(splits["train"]["marker_distance"], dtype=np.float64)
     labels = np.asarray(splits["train"]["label"])
     accuracy, threshold, sign = _best_threshold(train, labels)
-    result = {"threshold": threshold, "direction": "connected when closer" if sign == 1 else "connected when farther",
-              "train_accuracy": accuracy}  # fmt: skip
+    result = {
+        "threshold": threshold,
+        "direction": "connected when closer" if sign == 1 else "connected when farther",
+        "train_accuracy": accuracy,
+    }
     if "test" in splits:
         test = np.asarray(splits["test"]["marker_distance"], dtype=np.float64)
         predicted = (sign * (test - threshold) <= 0).astype(int)
@@ -353,7 +358,12 @@ def save_pathfinder(
         splits = generate_pathfinder(spec, num_train, num_validation, num_test, seed=seed)
         cue = marker_distance_cue(splits) if num_train else {}
         splits.save_to_disk(os.fspath(staging))
-        description = {"spec": asdict(spec), "seed": seed, "splits": {k: len(v) for k, v in splits.items()}, "marker_distance_cue": cue}
+        description = {
+            "spec": asdict(spec),
+            "seed": seed,
+            "splits": {k: len(v) for k, v in splits.items()},
+            "marker_distance_cue": cue,
+        }
         (Path(staging) / "pathfinder.json").write_text(json.dumps(description, indent=2) + "\n")
         if "test" in splits and len(splits["test"]) >= 2 * 4:
             sample_sheet(splits).save(Path(staging) / "samples.png")

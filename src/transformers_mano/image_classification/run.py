@@ -43,6 +43,7 @@ from .evaluation import build_compute_metrics
 from .freezing import ProjectorWarmupCallback, apply_train_mode
 from .transforms import AugmentingTransform, ProcessorTransform, add_sample_index, collate_image_classification
 
+
 logger = logging.getLogger("transformers_mano.image_classification")
 
 # The from-scratch model: small enough to train on two CPU cores in minutes, on images of 32 pixels. Patches of 4
@@ -63,11 +64,19 @@ SCRATCH_CONFIG = {
 # It applies when no checkpoint and no data source are given; explicit arguments win. 1,293 training images overfit a
 # little towards the end, so the epoch that did best on validation is the one tested.
 DIGITS_RECIPE: dict[str, str] = {
-    "num_train_epochs": "10", "learning_rate": "3e-3", "weight_decay": "0.05", "lr_scheduler_type": "cosine",
-    "warmup_steps": "0.05", "per_device_train_batch_size": "32", "per_device_eval_batch_size": "128",
-    "crop_scale_min": "0.8", "hflip_probability": "0", "seed": "42", "load_best_model_at_end": "true",
+    "num_train_epochs": "10",
+    "learning_rate": "3e-3",
+    "weight_decay": "0.05",
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": "0.05",
+    "per_device_train_batch_size": "32",
+    "per_device_eval_batch_size": "128",
+    "crop_scale_min": "0.8",
+    "hflip_probability": "0",
+    "seed": "42",
+    "load_best_model_at_end": "true",
     "metric_for_best_model": "accuracy",
-}  # fmt: skip
+}
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, ImageClassificationTrainingArguments)
 
@@ -98,9 +107,11 @@ def uses_embedded_recipe(model_args: ModelArguments, data_args: DataTrainingArgu
 def build_parser() -> HfArgumentParser:
     """The parser of the script; `--help` names, for each option of the digits recipe, the value that recipe uses."""
     recipe = ", ".join(f"--{name} {value}" for name, value in DIGITS_RECIPE.items())
-    description = (f"{__doc__.split(chr(10) * 2)[0]} With no checkpoint and no data it trains a small MANO (or "
-                   f"--model_type swinv2) from scratch on the embedded 8x8 digits, offline, into outputs/<model>-digits, "
-                   f"with {recipe}; every option below can change that.")  # fmt: skip
+    description = (
+        f"{__doc__.split(chr(10) * 2)[0]} With no checkpoint and no data it trains a small MANO (or "
+        f"--model_type swinv2) from scratch on the embedded 8x8 digits, offline, into outputs/<model>-digits, "
+        f"with {recipe}; every option below can change that."
+    )
     parser = HfArgumentParser(ARGUMENT_CLASSES, description=description)
     for action in parser._actions:
         name = action.option_strings[0].removeprefix("--") if action.option_strings else None
@@ -187,11 +198,15 @@ def build_model_and_processor(
             path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
         )
         try:
-            image_processor = AutoImageProcessor.from_pretrained(path, backend="pil", **hub_kwargs)  # no torchvision needed
+            image_processor = AutoImageProcessor.from_pretrained(
+                path, backend="pil", **hub_kwargs
+            )  # no torchvision needed
         except (OSError, ValueError):
             image_processor = imagenet_image_processor(config.image_size)
-            logger.warning(f"{path!r} has no image processor; using a resize to {dict(image_processor.size)} with "
-                           "ImageNet statistics")  # fmt: skip
+            logger.warning(
+                f"{path!r} has no image processor; using a resize to {dict(image_processor.size)} with "
+                "ImageNet statistics"
+            )
         if model_args.image_size is not None:  # the processor then gives images of that size
             image_processor.size = {"height": model_args.image_size, "width": model_args.image_size}
             if getattr(image_processor, "do_center_crop", False):
@@ -211,7 +226,10 @@ def prepare_datasets(
     """Truncate per `max_*_samples` and attach the transforms: augmentation for `train`, the image processor itself
     for every other split (so evaluation sees what the saved processor gives). Returns the training transform too."""
     train_transform = AugmentingTransform(
-        image_processor, seed=seed, scale=(data_args.crop_scale_min, 1.0), hflip_probability=data_args.hflip_probability
+        image_processor,
+        seed=seed,
+        scale=(data_args.crop_scale_min, 1.0),
+        hflip_probability=data_args.hflip_probability,
     )
     eval_transform = ProcessorTransform(image_processor)
     out = DatasetDict()

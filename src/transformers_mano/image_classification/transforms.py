@@ -18,6 +18,7 @@ from PIL import Image
 
 from .data import IMAGE_COLUMN, LABEL_COLUMN
 
+
 SAMPLE_INDEX_COLUMN = "sample_index"
 
 # Modes whose pixels are not 8-bit: converting them to RGB would clip or rescale silently.

@@ -48,9 +48,17 @@ def comparison_table(runs: list[dict[str, object]]) -> str:
     header += [f"rel MSE @{resolution}" for resolution in resolutions]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
-        row = [Path(run["run_dir"]).name, run["model"], f"{run['parameters']:,}", f"{run['learning_rate']:g}",
-               str(run["seed"]), f"{float(run['epochs']):g}", f"{run['train_wall_s']:.0f}",
-               f"{run['validation']['relative_mse']:.5f}", run.get("evaluation") or "direct"]  # fmt: skip
+        row = [
+            Path(run["run_dir"]).name,
+            run["model"],
+            f"{run['parameters']:,}",
+            f"{run['learning_rate']:g}",
+            str(run["seed"]),
+            f"{float(run['epochs']):g}",
+            f"{run['train_wall_s']:.0f}",
+            f"{run['validation']['relative_mse']:.5f}",
+            run.get("evaluation") or "direct",
+        ]
         for resolution in resolutions:
             metrics = run["test"].get(str(resolution))
             row.append(f"{metrics['relative_mse']:.5f}" if metrics else "-")
@@ -75,13 +83,22 @@ def seed_table(runs: list[dict[str, object]], label=lambda run: run["model"]) ->
         header += [f"rel L2 @{resolution}", f"rel MSE @{resolution}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (name, learning_rate, evaluation), members in groups.items():
-        row = [name, f"{members[0]['parameters']:,}", f"{members[0].get('flops_per_sample', math.nan) / 1e6:.1f}",
-               f"{learning_rate:g}", ",".join(str(run["seed"]) for run in members),
-               _mean_spread([run["train_wall_s"] for run in members], 0),
-               _mean_spread([run["validation"]["relative_mse"] for run in members], 5), evaluation]  # fmt: skip
+        row = [
+            name,
+            f"{members[0]['parameters']:,}",
+            f"{members[0].get('flops_per_sample', math.nan) / 1e6:.1f}",
+            f"{learning_rate:g}",
+            ",".join(str(run["seed"]) for run in members),
+            _mean_spread([run["train_wall_s"] for run in members], 0),
+            _mean_spread([run["validation"]["relative_mse"] for run in members], 5),
+            evaluation,
+        ]
         for resolution in resolutions:
             tests = [run["test"][str(resolution)] for run in members if str(resolution) in run["test"]]
-            row += [_mean_spread([t["relative_l2"] for t in tests], 4), _mean_spread([t["relative_mse"] for t in tests], 5)]
+            row += [
+                _mean_spread([t["relative_l2"] for t in tests], 4),
+                _mean_spread([t["relative_mse"] for t in tests], 5),
+            ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -40,9 +40,14 @@ from tqdm.auto import tqdm
 
 from ..utils import atomic_directory
 
+
 NEURALOP_WHEEL_VERSION = "0.3.0"
 NEURALOP_FILE_PATTERN = re.compile(r"darcy_(train|test)_(\d+)\.pt$")
-NEURALOP_SPLITS: dict[str, str] = {"train": "darcy_train_16.pt", "test_16": "darcy_test_16.pt", "test_32": "darcy_test_32.pt"}
+NEURALOP_SPLITS: dict[str, str] = {
+    "train": "darcy_train_16.pt",
+    "test_16": "darcy_test_16.pt",
+    "test_32": "darcy_test_32.pt",
+}
 
 
 def default_cache_dir() -> Path:
@@ -60,7 +65,11 @@ def to_dataset(coefficients: np.ndarray, solutions: np.ndarray) -> Dataset:
     """(N, n, n) coefficient and solution arrays -> a `Dataset` with columns `coefficient`, `solution`."""
     coefficients = np.asarray(coefficients, dtype=np.float32)
     solutions = np.asarray(solutions, dtype=np.float32)
-    if coefficients.shape != solutions.shape or coefficients.ndim != 3 or coefficients.shape[1] != coefficients.shape[2]:
+    if (
+        coefficients.shape != solutions.shape
+        or coefficients.ndim != 3
+        or coefficients.shape[1] != coefficients.shape[2]
+    ):
         raise ValueError(f"need matching (N, n, n) arrays, got {coefficients.shape} and {solutions.shape}")
     return Dataset.from_dict(
         {"coefficient": coefficients, "solution": solutions}, features=darcy_features(coefficients.shape[1])
@@ -84,10 +93,19 @@ def _save_to_cache(data: DatasetDict, path: Path) -> DatasetDict:
 def _download_neuralop_wheel(directory: Path) -> Path:
     """`pip download --no-deps neuraloperator==0.3.0` into `directory`; the wheel's path."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", f"neuraloperator=={NEURALOP_WHEEL_VERSION}",
-         "-d", str(directory), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            f"neuraloperator=={NEURALOP_WHEEL_VERSION}",
+            "-d",
+            str(directory),
+            "--quiet",
+        ],
         check=True,
-    )  # fmt: skip
+    )
     wheels = sorted(directory.glob("neuraloperator-*.whl"))
     if not wheels:
         raise FileNotFoundError(f"pip download left no neuraloperator wheel in {directory}")
@@ -146,7 +164,9 @@ def load_neuralop_darcy(
         return load_from_disk(str(path))
     with tempfile.TemporaryDirectory() as tmp:
         raw = extract_neuralop_darcy(source, Path(tmp))
-        data = DatasetDict({split: to_dataset(*read_neuralop_pt(raw / name)) for split, name in NEURALOP_SPLITS.items()})
+        data = DatasetDict(
+            {split: to_dataset(*read_neuralop_pt(raw / name)) for split, name in NEURALOP_SPLITS.items()}
+        )
         return _save_to_cache(data, path)
 
 
@@ -201,7 +221,9 @@ def darcy_matrix(coefficient: np.ndarray, forcing: float = 1.0) -> tuple[sparse.
         face = 0.5 * (interior + neighbour) * inv_h2  # m, m
         diagonal += face
         # couplings to interior neighbours only; a boundary neighbour carries u = 0 and drops out
-        ys, xs = np.meshgrid(np.arange(max(0, -dy), m - max(0, dy)), np.arange(max(0, -dx), m - max(0, dx)), indexing="ij")
+        ys, xs = np.meshgrid(
+            np.arange(max(0, -dy), m - max(0, dy)), np.arange(max(0, -dx), m - max(0, dx)), indexing="ij"
+        )
         rows.append(index[ys, xs].ravel())
         cols.append(index[ys + dy, xs + dx].ravel())
         values.append(-face[ys, xs].ravel())
@@ -236,7 +258,9 @@ def generate_darcy(
         progress: show a tqdm bar; None shows it when the run is long (more than 50 samples).
     """
     if resolution < 3 or refine < 1 or num_samples < 0:
-        raise ValueError(f"need resolution >= 3, refine >= 1, num_samples >= 0; got {resolution}, {refine}, {num_samples}")
+        raise ValueError(
+            f"need resolution >= 3, refine >= 1, num_samples >= 0; got {resolution}, {refine}, {num_samples}"
+        )
     fine = (resolution - 1) * refine + 1
     coefficients = np.empty((num_samples, resolution, resolution), dtype=np.float32)
     solutions = np.empty_like(coefficients)
@@ -289,19 +313,27 @@ def check_darcy_splits(data: DatasetDict, source: str) -> DatasetDict:
     for split, dataset in data.items():
         missing = [column for column in ("coefficient", "solution") if column not in dataset.column_names]
         if missing:
-            raise DarcyDataError(f"split {split!r} of {source} has no column {missing}; its columns: {dataset.column_names}")
+            raise DarcyDataError(
+                f"split {split!r} of {source} has no column {missing}; its columns: {dataset.column_names}"
+            )
         first = dataset.with_format("numpy")[:1]
         shapes = {column: np.asarray(first[column]).shape[1:] for column in ("coefficient", "solution")}
         if shapes["coefficient"] != shapes["solution"]:
-            raise DarcyDataError(f"split {split!r} of {source}: coefficient {shapes['coefficient']} and solution "
-                                 f"{shapes['solution']} fields differ in shape")  # fmt: skip
+            raise DarcyDataError(
+                f"split {split!r} of {source}: coefficient {shapes['coefficient']} and solution "
+                f"{shapes['solution']} fields differ in shape"
+            )
         shape = shapes["coefficient"]
         if len(shape) != 2 or shape[0] != shape[1]:
-            raise DarcyDataError(f"split {split!r} of {source} holds fields of shape {shape}; square (n, n) grids needed")
+            raise DarcyDataError(
+                f"split {split!r} of {source} holds fields of shape {shape}; square (n, n) grids needed"
+            )
         match = re.fullmatch(r"test_(\d+)", split)
         if match and int(match.group(1)) != shape[0]:
-            raise DarcyDataError(f"split {split!r} of {source} holds {shape[0]}x{shape[1]} fields, not "
-                                 f"{match.group(1)}x{match.group(1)}")  # fmt: skip
+            raise DarcyDataError(
+                f"split {split!r} of {source} holds {shape[0]}x{shape[1]} fields, not "
+                f"{match.group(1)}x{match.group(1)}"
+            )
     return data
 
 
@@ -320,8 +352,10 @@ def load_darcy_folder(path: str | Path) -> DatasetDict:
 def subsample_stride(side: int, resolution: int, source: str) -> int:
     """The stride that takes an n x n grid to `resolution` points per side (n must be a multiple)."""
     if resolution < 2 or side % resolution:
-        raise DarcyDataError(f"{source} has {side}x{side} fields; {resolution} points per side is not reachable by a "
-                             f"stride (use a divisor of {side})")  # fmt: skip
+        raise DarcyDataError(
+            f"{source} has {side}x{side} fields; {resolution} points per side is not reachable by a "
+            f"stride (use a divisor of {side})"
+        )
     return side // resolution
 
 
@@ -337,23 +371,29 @@ def read_pdebench_darcy(
     try:
         import h5py
     except ImportError as error:
-        raise ImportError("reading PDEBench HDF5 files needs h5py: pip install 'transformers-mano[physics]'") from error
+        raise ImportError(
+            "reading PDEBench HDF5 files needs h5py: pip install 'transformers-mano[physics]'"
+        ) from error
     path = Path(path)
     if not path.is_file():
         raise DarcyDataError(f"{path} does not exist")
     with h5py.File(path, "r") as file:
         missing = [key for key in PDEBENCH_KEYS.values() if key not in file]
         if missing:
-            raise DarcyDataError(f"{path} has no {missing} dataset(s); PDEBench Darcy files hold 'nu' (N, s, s) and "
-                                 f"'tensor' (N, 1, s, s); this file holds {sorted(file)}")  # fmt: skip
+            raise DarcyDataError(
+                f"{path} has no {missing} dataset(s); PDEBench Darcy files hold 'nu' (N, s, s) and "
+                f"'tensor' (N, 1, s, s); this file holds {sorted(file)}"
+            )
         coefficient, solution = file[PDEBENCH_KEYS["coefficient"]], file[PDEBENCH_KEYS["solution"]]
         if solution.ndim == 4 and solution.shape[1] == 1:
             solution_shape = (solution.shape[0], *solution.shape[2:])
         else:
             solution_shape = solution.shape
         if coefficient.ndim != 3 or coefficient.shape != solution_shape:
-            raise DarcyDataError(f"{path}: 'nu' {coefficient.shape} and 'tensor' {solution.shape} do not describe "
-                                 "the same (N, s, s) fields (expected 'tensor' as (N, 1, s, s))")  # fmt: skip
+            raise DarcyDataError(
+                f"{path}: 'nu' {coefficient.shape} and 'tensor' {solution.shape} do not describe "
+                "the same (N, s, s) fields (expected 'tensor' as (N, 1, s, s))"
+            )
         num_samples, height, width = coefficient.shape
         if height != width:
             raise DarcyDataError(f"{path} holds {height}x{width} grids; square grids needed")
@@ -363,8 +403,10 @@ def read_pdebench_darcy(
         test_index, train_index = np.sort(order[:num_test]), np.sort(order[num_test:])
         source = str(path)
         splits = {}
-        for name, index, resolutions in (("train", train_index, [train_resolution]), ("test", test_index,
-                                                                                      list(test_resolutions))):  # fmt: skip
+        for name, index, resolutions in (
+            ("train", train_index, [train_resolution]),
+            ("test", test_index, list(test_resolutions)),
+        ):
             fields_a = coefficient[index]  # h5py reads sorted fancy indices
             fields_u = solution[index].reshape(len(index), height, width)
             for resolution in resolutions:

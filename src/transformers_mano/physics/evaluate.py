@@ -37,39 +37,55 @@ class EvaluationArguments:
     )
     interpolate_from: int | None = field(
         default=None,
-        metadata={"help": "Any model: on grids that are multiples of this side, predict on the sub-grid of this side "
-                          "that starts at the origin and interpolate the prediction linearly (e.g. 16)."},  # fmt: skip
+        metadata={
+            "help": "Any model: on grids that are multiples of this side, predict on the sub-grid of this side "
+            "that starts at the origin and interpolate the prediction linearly (e.g. 16)."
+        },
     )
     attention_resolution: str | None = field(
         default=None,
-        metadata={"help": "MANO only: the grid side its attention runs at instead of the saved one ('none': every "
-                          "grid as given, as before the option existed; e.g. 16)."},  # fmt: skip
+        metadata={
+            "help": "MANO only: the grid side its attention runs at instead of the saved one ('none': every "
+            "grid as given, as before the option existed; e.g. 16)."
+        },
     )
     attention_restriction: str | None = field(
         default=None,
-        metadata={"help": "MANO only: how a finer grid is resampled for the attention: sample, linear or average "
-                          "(None: the saved one)."},  # fmt: skip
+        metadata={
+            "help": "MANO only: how a finer grid is resampled for the attention: sample, linear or average "
+            "(None: the saved one)."
+        },
     )
     attention_prolongation: str | None = field(
         default=None,
-        metadata={"help": "MANO only: how the attention's output returns to a finer grid: nominal (from the trained "
-                          "points' positions) or consistent (from the points the restriction read) (None: the saved "
-                          "one)."},  # fmt: skip
+        metadata={
+            "help": "MANO only: how the attention's output returns to a finer grid: nominal (from the trained "
+            "points' positions) or consistent (from the points the restriction read) (None: the saved "
+            "one)."
+        },
     )
     num_levels: int | None = field(
         default=None,
-        metadata={"help": "MANO only: this level count on every grid instead of the saved one (e.g. 4, the count of "
-                          "a 16x16 training grid, also at 32x32)."},  # fmt: skip
+        metadata={
+            "help": "MANO only: this level count on every grid instead of the saved one (e.g. 4, the count of "
+            "a 16x16 training grid, also at 32x32)."
+        },
     )
     data: str | None = field(default=None, metadata={"help": "Data set (None: each run's own)."})
     dataset_seed: int | None = field(
         default=None,
-        metadata={"help": "Generated data: draw it with this seed instead of the run's (another seed's test splits "
-                          "serve as validation sets at every resolution, for choices never made on the test set)."},
-    )  # fmt: skip
-    cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the run's, else the datasets cache)."})
+        metadata={
+            "help": "Generated data: draw it with this seed instead of the run's (another seed's test splits "
+            "serve as validation sets at every resolution, for choices never made on the test set)."
+        },
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Data cache (None: the run's, else the datasets cache)."}
+    )
     batch_size: int = field(default=50, metadata={"help": "Evaluation batch size."})
-    tag: str = field(default="", metadata={"help": "Suffix of the outputs: evaluation-<tag>.json, predictions_<n>-<tag>.npz."})
+    tag: str = field(
+        default="", metadata={"help": "Suffix of the outputs: evaluation-<tag>.json, predictions_<n>-<tag>.npz."}
+    )
     num_saved_predictions: int = field(default=4, metadata={"help": "Test samples saved per resolution."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing evaluation file."})
 
@@ -104,8 +120,9 @@ def _predict(model, inputs: torch.Tensor, args: EvaluationArguments) -> torch.Te
         inputs = inputs[:, ::stride, ::stride]
     else:
         stride = 1
-    predictions = torch.cat([model(inputs[i : i + args.batch_size]).predictions
-                             for i in range(0, len(inputs), args.batch_size)])  # fmt: skip
+    predictions = torch.cat(
+        [model(inputs[i : i + args.batch_size]).predictions for i in range(0, len(inputs), args.batch_size)]
+    )
     return upsample_strided(predictions, stride) if stride > 1 else predictions
 
 
@@ -123,12 +140,15 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
         setattr(model.config, option, value)
     recorded = results["arguments"]["data"]  # the run's own data arguments (sizes, splits, resolutions)
     data = load_darcy(
-        args.data or recorded["data"], args.cache_dir or recorded["cache_dir"], recorded["data_source"],
-        num_train=recorded["num_train"], num_test=recorded["num_test"],
+        args.data or recorded["data"],
+        args.cache_dir or recorded["cache_dir"],
+        recorded["data_source"],
+        num_train=recorded["num_train"],
+        num_test=recorded["num_test"],
         seed=recorded.get("dataset_seed", recorded["split_seed"]) if args.dataset_seed is None else args.dataset_seed,
         train_resolution=recorded["train_resolution"],
         test_resolutions=recorded["test_resolutions"],
-    )  # fmt: skip
+    )
     tests = {}
     for resolution in split_resolutions(data):
         inputs, targets = as_tensors(data[f"test_{resolution}"])
@@ -138,22 +158,34 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
         if stride > 1 and resolution == stride * results["train_resolution"]:
             # the error on each interleaved sub-grid at the trained spacing; "0,0" holds the grid's first row/column
             tests[str(resolution)]["sub_grid_relative_mse"] = {
-                f"{i},{j}": relative_errors(predictions[:, i::stride, j::stride].numpy(),
-                                            targets[:, i::stride, j::stride].numpy())["relative_mse"]
-                for i in range(stride) for j in range(stride)
-            }  # fmt: skip
+                f"{i},{j}": relative_errors(
+                    predictions[:, i::stride, j::stride].numpy(), targets[:, i::stride, j::stride].numpy()
+                )["relative_mse"]
+                for i in range(stride)
+                for j in range(stride)
+            }
         suffix = f"-{args.tag}" if args.tag else ""
         keep = slice(0, args.num_saved_predictions)
         with atomic_file(run_dir / f"predictions_{resolution}{suffix}.npz", overwrite=args.overwrite) as staged:
             with staged.open("wb") as handle:
-                np.savez_compressed(handle, coefficient=inputs[keep, ..., 0].numpy(), solution=targets[keep, ..., 0].numpy(),
-                                    prediction=predictions[keep, ..., 0].numpy())  # fmt: skip
-    evaluation = {"run": str(run_dir), "native_resolution": args.native_resolution, "num_levels": args.num_levels,
-                  "attention_resolution": getattr(model.config, "attention_resolution", None),
-                  "attention_restriction": getattr(model.config, "attention_restriction", None),
-                  "attention_prolongation": getattr(model.config, "attention_prolongation", None),
-                  "dataset_seed": args.dataset_seed,
-                  "interpolate_from": args.interpolate_from, "test": tests, "machine": machine_info()}  # fmt: skip
+                np.savez_compressed(
+                    handle,
+                    coefficient=inputs[keep, ..., 0].numpy(),
+                    solution=targets[keep, ..., 0].numpy(),
+                    prediction=predictions[keep, ..., 0].numpy(),
+                )
+    evaluation = {
+        "run": str(run_dir),
+        "native_resolution": args.native_resolution,
+        "num_levels": args.num_levels,
+        "attention_resolution": getattr(model.config, "attention_resolution", None),
+        "attention_restriction": getattr(model.config, "attention_restriction", None),
+        "attention_prolongation": getattr(model.config, "attention_prolongation", None),
+        "dataset_seed": args.dataset_seed,
+        "interpolate_from": args.interpolate_from,
+        "test": tests,
+        "machine": machine_info(),
+    }
     name = f"evaluation{suffix}.json"
     atomic_write_text(run_dir / name, json.dumps(evaluation, indent=2), overwrite=args.overwrite)
     return evaluation

@@ -61,15 +61,21 @@ def _stepper(model: torch.nn.Module, batch_size: int, resolution: int) -> Callab
 
 
 def measure_step_times(
-    batch_size: int = 16, resolution: int = 16, repeats: int = 15, warmup: int = 3, compile: bool = False,
+    batch_size: int = 16,
+    resolution: int = 16,
+    repeats: int = 15,
+    warmup: int = 3,
+    compile: bool = False,
     model_args: DarcyModelArguments | None = None,
-) -> dict[str, object]:  # fmt: skip
+) -> dict[str, object]:
     """Median training-step time (ms) of MANO, FNO and ViT (and the references), alternated in one process."""
     model_args = model_args or DarcyModelArguments()
     names = ["mano", "fno", "vit"]
     models = {name: build_operator(DarcyModelArguments(**{**vars(model_args), "model": name})) for name in names}
-    description = {name: {"parameters": count_parameters(model), "mflops_per_sample": count_flops(model, resolution) / 1e6}
-                   for name, model in models.items()}  # fmt: skip
+    description = {
+        name: {"parameters": count_parameters(model), "mflops_per_sample": count_flops(model, resolution) / 1e6}
+        for name, model in models.items()
+    }
     steppers = {name: _stepper(model, batch_size, resolution) for name, model in models.items()}
     reference = build_operator(DarcyModelArguments(**{**vars(model_args), "model": "mano"}))
     with projections_only():
@@ -98,8 +104,15 @@ def measure_step_times(
             times[name].append(1000 * (time.perf_counter() - start))
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratios = {f"mano/{name}": medians["mano"] / medians[name] for name in medians if name != "mano"}
-    return {"batch_size": batch_size, "resolution": resolution, "median_ms": medians, "ratios": ratios,
-            "models": description, "compile_seconds": compile_seconds, "machine": machine_info()}  # fmt: skip
+    return {
+        "batch_size": batch_size,
+        "resolution": resolution,
+        "median_ms": medians,
+        "ratios": ratios,
+        "models": description,
+        "compile_seconds": compile_seconds,
+        "machine": machine_info(),
+    }
 
 
 def _in(context, step: Callable[[], None]) -> None:

@@ -39,7 +39,9 @@ class SweepArguments:
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Seeds; the first picks the rate."})
     jobs: int = field(default=2, metadata={"help": "Runs at a time (each with one torch thread)."})
-    tag: str = field(default="", metadata={"help": "Name of a variant, in its run names (e.g. nopos: mano-nopos-...)."})
+    tag: str = field(
+        default="", metadata={"help": "Name of a variant, in its run names (e.g. nopos: mano-nopos-...)."}
+    )
     run_args: str = field(
         default="", metadata={"help": "Arguments for every run of scripts/train_darcy.py, as one string."}
     )
@@ -63,9 +65,25 @@ def launch(run_dir: Path, model: str, learning_rate: float, seed: int, run_args:
         return run_dir
     resume = ["--resume_from_checkpoint", "last"] if any(run_dir.glob("checkpoint-*")) else ["--overwrite_output_dir"]
     # the sweep's own arguments come last: they win over the same ones in `run_args`
-    command = [sys.executable, "-m", "transformers_mano.physics.training", *run_args, "--model", model,
-               "--learning_rate", str(learning_rate), "--seed", str(seed), "--output_dir", str(run_dir),
-               "--num_threads", "1", "--disable_tqdm", "true", *resume]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "transformers_mano.physics.training",
+        *run_args,
+        "--model",
+        model,
+        "--learning_rate",
+        str(learning_rate),
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(run_dir),
+        "--num_threads",
+        "1",
+        "--disable_tqdm",
+        "true",
+        *resume,
+    ]
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with (run_dir.parent / f"{run_dir.name}.log").open("a") as log:
         finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
@@ -76,8 +94,10 @@ def launch(run_dir: Path, model: str, learning_rate: float, seed: int, run_args:
 
 def _run_all(jobs: list[tuple], args: SweepArguments, run_args: list[str], description: str) -> list[Path]:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool, tqdm(total=len(jobs), desc=description) as bar:
-        futures = [pool.submit(launch, Path(args.output_dir) / run_name(m, args.tag, lr, s), m, lr, s, run_args)
-                   for m, lr, s in jobs]  # fmt: skip
+        futures = [
+            pool.submit(launch, Path(args.output_dir) / run_name(m, args.tag, lr, s), m, lr, s, run_args)
+            for m, lr, s in jobs
+        ]
         done = []
         for future in futures:
             done.append(future.result())
@@ -107,13 +127,18 @@ def run_protocol(args: SweepArguments) -> dict[str, object]:
     seeds = [(model, chosen[model], seed) for model in args.models for seed in others]
     seed_runs = load_results(_run_all(seeds, args, run_args, "other seeds")) if seeds else []
     selected = [run for run in sweep_runs if run["learning_rate"] == chosen[run["model"]]] + seed_runs
-    summary = {"chosen_learning_rates": chosen, "runs": [run["run_dir"] for run in sweep_runs + seed_runs],
-               "selected_runs": [run["run_dir"] for run in selected]}  # fmt: skip
+    summary = {
+        "chosen_learning_rates": chosen,
+        "runs": [run["run_dir"] for run in sweep_runs + seed_runs],
+        "selected_runs": [run["run_dir"] for run in selected],
+    }
     suffix = f"-{args.tag}" if args.tag else ""
-    text = (f"# Darcy protocol{suffix}\n\nLearning rate per model, chosen on validation: {chosen}\n\n"
-            f"## Chosen runs, mean ± half-range over seeds {args.seeds}\n\n"
-            f"{seed_table(selected, label=lambda run: run['model'] + suffix)}\n\n"
-            f"## Every run\n\n{comparison_table(sweep_runs + seed_runs)}\n")  # fmt: skip
+    text = (
+        f"# Darcy protocol{suffix}\n\nLearning rate per model, chosen on validation: {chosen}\n\n"
+        f"## Chosen runs, mean ± half-range over seeds {args.seeds}\n\n"
+        f"{seed_table(selected, label=lambda run: run['model'] + suffix)}\n\n"
+        f"## Every run\n\n{comparison_table(sweep_runs + seed_runs)}\n"
+    )
     output_dir = Path(args.output_dir)
     atomic_write_text(output_dir / f"summary{suffix}.md", text, overwrite=True)
     atomic_write_text(output_dir / f"summary{suffix}.json", json.dumps(summary, indent=2), overwrite=True)

@@ -48,6 +48,7 @@ from ..utils.run_folder import check_distributed_setup, check_output_dir, resolv
 from .baselines import FnoOperatorConfig, FnoOperatorModel, VitOperatorConfig, VitOperatorModel
 from .data import grid_layout_of, load_darcy, split_resolutions
 
+
 logger = logging.getLogger("transformers_mano.physics")
 
 MODEL_KINDS: tuple[str, ...] = ("mano", "fno", "vit")
@@ -61,7 +62,9 @@ class DarcyModelArguments:
     hidden_size: int = field(default=64, metadata={"help": "MANO: token width (the baselines match its size)."})
     num_layers: int = field(default=4, metadata={"help": "Blocks (MANO, ViT) or Fourier layers (FNO)."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads (MANO, ViT)."})
-    head_dim: int | None = field(default=None, metadata={"help": "MANO: width of a head (None: hidden_size / num_heads)."})
+    head_dim: int | None = field(
+        default=None, metadata={"help": "MANO: width of a head (None: hidden_size / num_heads)."}
+    )
     intermediate_size: int | None = field(
         default=None, metadata={"help": "MANO: hidden width of the MLPs (None: 2 x hidden_size)."}
     )
@@ -74,14 +77,18 @@ class DarcyModelArguments:
     )
     attention_resolution: str = field(
         default="train",
-        metadata={"help": "MANO: the grid side its attention runs at on any input grid (the input resampled there "
-                          "and back): 'train' (the training grid's side), an integer, or 'none' (every grid as "
-                          "given, the stencils then see finer spacings than trained on)."},  # fmt: skip
+        metadata={
+            "help": "MANO: the grid side its attention runs at on any input grid (the input resampled there "
+            "and back): 'train' (the training grid's side), an integer, or 'none' (every grid as "
+            "given, the stencils then see finer spacings than trained on)."
+        },
     )
     grid_layout: str | None = field(
         default=None,
-        metadata={"help": "MANO: where the data's grid points sit, 'corners' or 'strided' (None: from --data; "
-                          "folders: corners)."},  # fmt: skip
+        metadata={
+            "help": "MANO: where the data's grid points sit, 'corners' or 'strided' (None: from --data; "
+            "folders: corners)."
+        },
     )
     fno_modes: int = field(default=8, metadata={"help": "FNO: Fourier modes kept per axis."})
     match_parameters: int | None = field(
@@ -120,8 +127,10 @@ class DarcyDataArguments:
     )
     data_source: str | None = field(
         default=None,
-        metadata={"help": "neuralop_darcy_16 only: a neuraloperator 0.2.0/0.3.0 wheel or folder to read the files "
-                          "from (None: pip downloads the 0.3.0 wheel from PyPI)."},  # fmt: skip
+        metadata={
+            "help": "neuralop_darcy_16 only: a neuraloperator 0.2.0/0.3.0 wheel or folder to read the files "
+            "from (None: pip downloads the 0.3.0 wheel from PyPI)."
+        },
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Data cache (None: the datasets cache)."})
     num_train: int | None = field(default=None, metadata={"help": "Keep the first training samples (None: all)."})
@@ -130,8 +139,10 @@ class DarcyDataArguments:
     split_seed: int = field(default=0, metadata={"help": "Seed of the validation split (kept apart from --seed)."})
     dataset_seed: int = field(
         default=0,
-        metadata={"help": "Seed of generated data (grf_darcy_<n>) and of the held-out PDEBench test set "
-                          "(not TrainingArguments.data_seed, which seeds the sampler)."},  # fmt: skip
+        metadata={
+            "help": "Seed of generated data (grf_darcy_<n>) and of the held-out PDEBench test set "
+            "(not TrainingArguments.data_seed, which seeds the sampler)."
+        },
     )
     train_resolution: int = field(default=16, metadata={"help": "PDEBench files: training grid side."})
     test_resolutions: list[int] = field(
@@ -253,16 +264,30 @@ def build_operator(
             with torch.device("meta"):
                 target = count_parameters(ManoOperatorModel(mano_config(args)))
         if args.model == "fno":
+
             def build(width: int) -> PreTrainedModel:
-                return FnoOperatorModel(FnoOperatorConfig(hidden_channels=width, num_modes=args.fno_modes,
-                                                          num_hidden_layers=args.num_layers, **normalization))  # fmt: skip
+                return FnoOperatorModel(
+                    FnoOperatorConfig(
+                        hidden_channels=width,
+                        num_modes=args.fno_modes,
+                        num_hidden_layers=args.num_layers,
+                        **normalization,
+                    )
+                )
 
             width = _closest_width(build, target, range(4, 513, 2))
         else:
+
             def build(width: int) -> PreTrainedModel:
-                return VitOperatorModel(VitOperatorConfig(hidden_size=width, num_hidden_layers=args.num_layers,
-                                                          num_attention_heads=args.num_heads,
-                                                          intermediate_size=2 * width, **normalization))  # fmt: skip
+                return VitOperatorModel(
+                    VitOperatorConfig(
+                        hidden_size=width,
+                        num_hidden_layers=args.num_layers,
+                        num_attention_heads=args.num_heads,
+                        intermediate_size=2 * width,
+                        **normalization,
+                    )
+                )
 
             width = _closest_width(build, target, range(args.num_heads, 1025, args.num_heads))
     torch.manual_seed(seed)
@@ -297,13 +322,21 @@ def collate_fields(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.T
 def prepare_splits(data_args: DarcyDataArguments) -> DatasetDict:
     """`train`, `validation` (carved from train) and every `test_<n>` split, formatted as float32 tensors."""
     data = load_darcy(
-        data_args.data, data_args.cache_dir, data_args.data_source, data_args.num_train, data_args.num_test,
-        data_args.dataset_seed, data_args.train_resolution, data_args.test_resolutions,
-    )  # fmt: skip
+        data_args.data,
+        data_args.cache_dir,
+        data_args.data_source,
+        data_args.num_train,
+        data_args.num_test,
+        data_args.dataset_seed,
+        data_args.train_resolution,
+        data_args.test_resolutions,
+    )
     train = data["train"]
     if not 0 < data_args.validation_size < len(train):
-        raise ValueError(f"--validation_size must be in [1, {len(train) - 1}] for {len(train)} training samples, "
-                         f"got {data_args.validation_size}")  # fmt: skip
+        raise ValueError(
+            f"--validation_size must be in [1, {len(train) - 1}] for {len(train)} training samples, "
+            f"got {data_args.validation_size}"
+        )
     carved = train.train_test_split(test_size=data_args.validation_size, seed=data_args.split_seed)
     splits = DatasetDict(train=carved["train"], validation=carved["test"])
     for split in data:
@@ -373,8 +406,10 @@ def run_darcy(
     }
     model = build_operator(model_args, field_statistics(splits["train"]), seed=training_args.seed, grid=grid)
     parameters, flops = count_parameters(model), count_flops(model, resolution)
-    logger.info(f"{type(model).__name__}: {parameters:,} parameters, {flops / 1e6:.1f} MFLOPs per {resolution}x"
-                f"{resolution} sample; train {len(splits['train'])}, validation {len(splits['validation'])}")  # fmt: skip
+    logger.info(
+        f"{type(model).__name__}: {parameters:,} parameters, {flops / 1e6:.1f} MFLOPs per {resolution}x"
+        f"{resolution} sample; train {len(splits['train'])}, validation {len(splits['validation'])}"
+    )
 
     clock = WallClockCallback()
     trainer = Trainer(
@@ -392,7 +427,9 @@ def run_darcy(
     trainer.save_model()
     trainer.save_state()
     validation = trainer.evaluate(metric_key_prefix="validation")
-    tests = test_at_every_resolution(trainer, splits, Path(training_args.output_dir), training_args.num_saved_predictions)
+    tests = test_at_every_resolution(
+        trainer, splits, Path(training_args.output_dir), training_args.num_saved_predictions
+    )
 
     results = {
         "model": model_args.model,
@@ -411,14 +448,18 @@ def run_darcy(
         "validation": {key.removeprefix("validation_"): value for key, value in validation.items()},
         "test": tests,
         "history": trainer.state.log_history,
-        "arguments": {"model": asdict(model_args), "data": asdict(data_args),
-                      "training": training_args.to_sanitized_dict()},  # fmt: skip
+        "arguments": {
+            "model": asdict(model_args),
+            "data": asdict(data_args),
+            "training": training_args.to_sanitized_dict(),
+        },
         "machine": machine_before,
         "load_average_1min_after": round(os.getloadavg()[0], 2),
     }
     if trainer.is_world_process_zero():
-        atomic_write_text(Path(training_args.output_dir) / "results.json", json.dumps(results, indent=2, default=str),
-                          overwrite=True)  # fmt: skip
+        atomic_write_text(
+            Path(training_args.output_dir) / "results.json", json.dumps(results, indent=2, default=str), overwrite=True
+        )
     return results
 
 
@@ -458,11 +499,16 @@ def test_at_every_resolution(
         if trainer.is_world_process_zero():
             with atomic_file(output_dir / f"predictions_{test_resolution}.npz", overwrite=True) as staged:
                 with staged.open("wb") as handle:
-                    np.savez_compressed(handle, coefficient=test["coefficient"][keep].numpy(),
-                                        solution=test["solution"][keep].numpy(),
-                                        prediction=predictions[keep, ..., 0])  # fmt: skip
-        logger.info(f"test {test_resolution}x{test_resolution}: relative L2 {metrics['relative_l2']:.4f}, "
-                    f"relative MSE {metrics['relative_mse']:.5f}")  # fmt: skip
+                    np.savez_compressed(
+                        handle,
+                        coefficient=test["coefficient"][keep].numpy(),
+                        solution=test["solution"][keep].numpy(),
+                        prediction=predictions[keep, ..., 0],
+                    )
+        logger.info(
+            f"test {test_resolution}x{test_resolution}: relative L2 {metrics['relative_l2']:.4f}, "
+            f"relative MSE {metrics['relative_mse']:.5f}"
+        )
     return tests
 
 
@@ -482,8 +528,11 @@ def parse_arguments(argv: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     model_args, data_args, training_args = parse_arguments(argv)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])  # fmt: skip
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     transformers_logging.set_verbosity(training_args.get_process_log_level())
     return run_darcy(model_args, data_args, training_args)

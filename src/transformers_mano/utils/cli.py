@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from huggingface_hub.errors import StrictDataclassError
 
+
 # Errors that report a problem with the input (arguments, files, configuration values), not a bug.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, StrictDataclassError, ImportError)
 # not --debug: TrainingArguments has a --debug option of its own

@@ -71,8 +71,9 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = False, flag: str = "-
     """Yield a temporary path (with `path`'s suffix) to write one file to; on success it becomes `path`."""
     destination = check_new_output(path, overwrite, flag)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(prefix=f".{destination.stem}.", suffix=f".partial{destination.suffix}",
-                                        dir=destination.parent)  # fmt: skip
+    descriptor, name = tempfile.mkstemp(
+        prefix=f".{destination.stem}.", suffix=f".partial{destination.suffix}", dir=destination.parent
+    )
     os.close(descriptor)
     staged = Path(name)
     staged.chmod(0o666 & ~_umask())

@@ -10,6 +10,7 @@ from .modeling_mano import (
     ManoPreTrainedModel,
 )
 
+
 __all__ = [
     "ManoBackbone",
     "ManoConfig",

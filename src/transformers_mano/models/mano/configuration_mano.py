@@ -40,8 +40,6 @@ def level_counts(value) -> None:
         raise ValueError(f"num_levels holds counts below 1: {list(value)} (1 is plain window attention)")
 
 
-
-
 @strict
 class ManoConfig(RemoteCodeConfigMixin, Swinv2Config):
     r"""

@@ -29,8 +29,6 @@ from transformers.models.swinv2.modeling_swinv2 import (
     window_reverse,
 )
 
-from .configuration_mano import ManoConfig
-from .sdpa_attention_mano import WindowCache, sdpa_window_attention
 from ...multipole import (
     MultipoleDownsample,
     MultipoleUpsample,
@@ -40,6 +38,8 @@ from ...multipole import (
     plan_num_levels,
     projector_init_weight,
 )
+from .configuration_mano import ManoConfig
+from .sdpa_attention_mano import WindowCache, sdpa_window_attention
 
 
 class ManoEmbeddings(Swinv2Embeddings):
@@ -337,7 +337,6 @@ class ManoModel(ManoPreTrainedModel, Swinv2Model):
         self.post_init()
 
 
-
 class ManoForImageClassification(ManoPreTrainedModel, Swinv2ForImageClassification):
     """MANO with a linear classifier on the pooled output. Mirrors `Swinv2ForImageClassification.__init__` (5.23)."""
 
@@ -374,7 +373,6 @@ class ManoBackbone(ManoPreTrainedModel, Swinv2Backbone):
         self.embeddings = ManoEmbeddings(config)
         self.encoder = ManoEncoder(config, self.embeddings.patch_grid)
         self.post_init()
-
 
 
 # Auto class -> class, as `config.auto_map` names them for remote code (module file, then class name).

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.nn import functional as F
 
+
 if TYPE_CHECKING:
     from .modeling_mano import ManoLayer
 
@@ -50,7 +51,6 @@ class WindowCache:
         self.index: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mask: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
         self.position_bias: tuple[list[torch.Tensor], torch.Tensor] | None = None
-
 
 
 def sdpa_window_attention(
@@ -307,13 +307,22 @@ def reused_position_bias(layer: ManoLayer) -> torch.Tensor:
     two CPU threads (4 ms a forward of mano-tiny at 256 px), the comparison a few microseconds. For inference only:
     the caller makes sure no autograd and no tracing is on."""
     attention = layer.attention.self
-    sources = [*attention.continuous_position_bias_mlp.parameters(), attention.relative_coords_table,
-               attention.relative_position_index]  # fmt: skip
+    sources = [
+        *attention.continuous_position_bias_mlp.parameters(),
+        attention.relative_coords_table,
+        attention.relative_position_index,
+    ]
     cached = layer.window_cache.position_bias
-    if cached is not None and len(cached[0]) == len(sources) and all(
-        kept.shape == source.shape and kept.dtype == source.dtype and kept.device == source.device
-        and torch.equal(kept, source)
-        for kept, source in zip(cached[0], sources)
+    if (
+        cached is not None
+        and len(cached[0]) == len(sources)
+        and all(
+            kept.shape == source.shape
+            and kept.dtype == source.dtype
+            and kept.device == source.device
+            and torch.equal(kept, source)
+            for kept, source in zip(cached[0], sources)
+        )
     ):
         return cached[1]
     bias = position_bias(layer)
@@ -357,6 +366,16 @@ def attention_bias(
     return mask
 
 
-__all__ = ["SHIFT_MASK_REPEATS", "WindowCache", "attention_bias", "position_bias", "sdpa_window_attention",
-           "window_token_index", "windows_per_level", "level_layouts", "cosine_window_attention",
-           "blocked_window_attention", "use_blocked_core"]  # fmt: skip
+__all__ = [
+    "SHIFT_MASK_REPEATS",
+    "WindowCache",
+    "attention_bias",
+    "position_bias",
+    "sdpa_window_attention",
+    "window_token_index",
+    "windows_per_level",
+    "level_layouts",
+    "cosine_window_attention",
+    "blocked_window_attention",
+    "use_blocked_core",
+]

@@ -3,4 +3,5 @@
 from .configuration_mano_operator import ManoOperatorConfig
 from .modeling_mano_operator import ManoOperatorModel
 
+
 __all__ = ["ManoOperatorConfig", "ManoOperatorModel"]

@@ -13,6 +13,7 @@ from ...multipole import LevelWeighting, ProjectorInit, ProjectorType, plan_num_
 from ...remote_code import RemoteCodeConfigMixin
 from ..config_validators import above, at_least
 
+
 PositionalEmbedding = Literal["none", "grid"]
 POSITIONAL_EMBEDDINGS: tuple[str, ...] = get_args(PositionalEmbedding)
 GridLayout = Literal["corners", "strided"]

@@ -23,8 +23,6 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_mano_operator import ManoOperatorConfig
-from .window_kernel import fused_window_attention, kernel_applies
 from ...multipole import (
     MultipoleDownsample,
     MultipoleUpsample,
@@ -33,6 +31,8 @@ from ...multipole import (
     coarsen_levels,
     projector_init_weight,
 )
+from .configuration_mano_operator import ManoOperatorConfig
+from .window_kernel import fused_window_attention, kernel_applies
 
 
 def relative_l2(predictions: torch.Tensor, targets: torch.Tensor, squared: bool = False) -> torch.Tensor:
@@ -122,7 +122,12 @@ def resampling_matrix(
 
 
 def resample_grid(
-    grid: torch.Tensor, height: int, width: int, layout: str, restriction: str = "sample", prolongation: str = "nominal"
+    grid: torch.Tensor,
+    height: int,
+    width: int,
+    layout: str,
+    restriction: str = "sample",
+    prolongation: str = "nominal",
 ) -> torch.Tensor:
     """(B, h, w, C) -> (B, height, width, C) by `resampling_matrix` along each axis."""
     rows = resampling_matrix(grid.shape[1], height, layout, restriction, prolongation).to(grid.device, grid.dtype)
@@ -331,10 +336,14 @@ class ManoOperatorWindowAttention(nn.Module):
         halo_side = m + 2 * (k - 1)
         slot_y, slot_x, _, _ = self._tile_slots()
         offsets = self._offsets()
-        pairs = torch.stack([
-            torch.stack([(slot_y + (k - 1) + by - ay) * halo_side + (slot_x + (k - 1) + bx - ax) for ay, ax in offsets])
-            for by, bx in offsets
-        ])  # key, role, m^2
+        pairs = torch.stack(
+            [
+                torch.stack(
+                    [(slot_y + (k - 1) + by - ay) * halo_side + (slot_x + (k - 1) + bx - ax) for ay, ax in offsets]
+                )
+                for by, bx in offsets
+            ]
+        )  # key, role, m^2
         pairs = pairs + torch.arange(m * m) * halo_side**2
         tile_starts = torch.arange(num_tiles) * (m * halo_side) ** 2
         return (tile_starts[:, None] + pairs[:, :, None, :]).flatten()
@@ -363,7 +372,12 @@ class ManoOperatorWindowAttention(nn.Module):
         if self.config.attention_kernel == "auto" and kernel_applies(qkv):
             padded = [(h, w, self._padded_side(h), self._padded_side(w)) for h, w in sizes]
             attended = fused_window_attention(
-                qkv, padded, self.num_heads, self.head_dim, self.window_size, self.window_stride,
+                qkv,
+                padded,
+                self.num_heads,
+                self.head_dim,
+                self.window_size,
+                self.window_stride,
                 reference=lambda tensor: self._tiled_attention(tensor, sizes),  # for second derivatives
             )  # B, T, inner
         else:
@@ -537,8 +551,9 @@ class ManoOperatorModel(ManoOperatorPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         batch_size, height, width, _ = input_fields.shape
         grid = (input_fields - self.config.input_mean) / self.config.input_std
-        coords = grid_coordinates(height, width, grid.device, grid.dtype, self.config.attention_resolution,
-                                  self.config.grid_layout).expand(batch_size, -1, -1, -1)  # fmt: skip
+        coords = grid_coordinates(
+            height, width, grid.device, grid.dtype, self.config.attention_resolution, self.config.grid_layout
+        ).expand(batch_size, -1, -1, -1)
         rate = self.sub_grid_rate(height, width)
         if rate > 1:  # the r x r interleaved sub-grids at the native spacing, as one batch
             grid, coords = (split_sub_grids(tensor, rate) for tensor in (grid, coords))

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+
 logger = logging.getLogger(__name__)
 
 _SOURCE = r"""
@@ -374,8 +375,17 @@ int mano_window_float64_backward(const int64_t* shape, const int64_t* grids, con
 }
 """
 
-_FLAGS = ("-O3", "-fopenmp-simd", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math", "-std=c++17",
-          "-shared", "-fPIC", "-pthread")
+_FLAGS = (
+    "-O3",
+    "-fopenmp-simd",
+    "-fassociative-math",
+    "-fno-signed-zeros",
+    "-fno-trapping-math",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-pthread",
+)
 _NATIVE = ("-march=native",)  # code for this processor's vector units, tried first
 _SYMBOLS = {torch.float32: "mano_window_float32", torch.float64: "mano_window_float64"}
 
@@ -405,8 +415,13 @@ def _built(compiler: list[str], flags: tuple[str, ...]) -> Path:
         with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
             source, built = Path(scratch) / "window_attention.cpp", Path(scratch) / target.name
             source.write_text(_SOURCE)
-            subprocess.run([*compiler, *flags, str(source), "-o", str(built)], check=True, capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
+            subprocess.run(
+                [*compiler, *flags, str(source), "-o", str(built)],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             os.replace(built, target)
     return target
 
@@ -432,8 +447,10 @@ def kernel_library() -> ctypes.CDLL | None:
             getattr(library, f"{name}_backward").argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int]
             getattr(library, f"{name}_forward").restype = getattr(library, f"{name}_backward").restype = ctypes.c_int
         return library
-    logger.warning(f"MANO's window-attention kernel could not be built with {' '.join(compiler)} ({errors[-1]}); the "
-                   "operator runs on its tensor path.")  # fmt: skip
+    logger.warning(
+        f"MANO's window-attention kernel could not be built with {' '.join(compiler)} ({errors[-1]}); the "
+        "operator runs on its tensor path."
+    )
     return None
 
 
@@ -449,8 +466,13 @@ def kernel_applies(tensor: torch.Tensor) -> bool:
     """Whether the compiled kernel can run on `tensor`: on the CPU, float32 or float64, with storage of its own (not
     inside `torch.func`'s transforms), not inside `torch.compile` (which cannot trace a foreign call), and built on
     this machine."""
-    return (tensor.device.type == "cpu" and tensor.dtype in _SYMBOLS and not torch.compiler.is_compiling()
-            and _has_storage(tensor) and kernel_library() is not None)  # fmt: skip
+    return (
+        tensor.device.type == "cpu"
+        and tensor.dtype in _SYMBOLS
+        and not torch.compiler.is_compiling()
+        and _has_storage(tensor)
+        and kernel_library() is not None
+    )
 
 
 def kernel_threads(queries: int) -> int:
@@ -479,8 +501,17 @@ class _WindowAttention(torch.autograd.Function):
         if keep:  # what the backward reads: each window's probabilities, each neighbour's weight
             probs = qkv.new_empty(batch_size, num_tokens, window_size**2, window_size**2, heads)
             weights = qkv.new_empty(batch_size, num_tokens, (2 * window_size - 1) ** 2, heads)
-        _call("forward", qkv.dtype, threads, shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), output.data_ptr(),
-              None if probs is None else probs.data_ptr(), None if weights is None else weights.data_ptr())  # fmt: skip
+        _call(
+            "forward",
+            qkv.dtype,
+            threads,
+            shape.data_ptr(),
+            grids.data_ptr(),
+            qkv.data_ptr(),
+            output.data_ptr(),
+            None if probs is None else probs.data_ptr(),
+            None if weights is None else weights.data_ptr(),
+        )
         ctx.save_for_backward(qkv, probs, weights, shape, grids)
         ctx.reference, ctx.threads = reference, threads
         return output
@@ -498,15 +529,32 @@ class _WindowAttention(torch.autograd.Function):
         grad_output = grad_output.contiguous()
         grad_qkv = torch.empty_like(qkv)
         grad_scores = torch.empty_like(weights)  # B, T, (2k - 1)^2, heads
-        _call("backward", qkv.dtype, ctx.threads, shape.data_ptr(), grids.data_ptr(), qkv.data_ptr(), probs.data_ptr(),
-              weights.data_ptr(), grad_output.data_ptr(), grad_qkv.data_ptr(), grad_scores.data_ptr())  # fmt: skip
+        _call(
+            "backward",
+            qkv.dtype,
+            ctx.threads,
+            shape.data_ptr(),
+            grids.data_ptr(),
+            qkv.data_ptr(),
+            probs.data_ptr(),
+            weights.data_ptr(),
+            grad_output.data_ptr(),
+            grad_qkv.data_ptr(),
+            grad_scores.data_ptr(),
+        )
         return grad_qkv, None, None, None, None, None
 
 
 def fused_window_attention(
-    qkv: torch.Tensor, grids: list[tuple[int, int, int, int]], heads: int, head_dim: int, window_size: int,
-    window_stride: int, reference: Callable[[torch.Tensor], torch.Tensor] | None = None, threads: int | None = None,
-) -> torch.Tensor:  # fmt: skip
+    qkv: torch.Tensor,
+    grids: list[tuple[int, int, int, int]],
+    heads: int,
+    head_dim: int,
+    window_size: int,
+    window_stride: int,
+    reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    threads: int | None = None,
+) -> torch.Tensor:
     """Overlapping-window attention of every grid's tokens (see the module docstring), differentiable.
 
     Args:
@@ -526,7 +574,9 @@ def fused_window_attention(
         raise ValueError(f"window_size ({window_size}) and window_stride ({window_stride}) need 1 <= stride <= size")
     firsts = [sum(h * w for h, w, _, _ in grids[:index]) for index in range(len(grids))]
     if firsts[-1] + grids[-1][0] * grids[-1][1] != num_tokens or qkv.shape[2] != 3 * heads * head_dim:
-        raise ValueError(f"qkv of shape {tuple(qkv.shape)} does not hold {heads} heads of {head_dim} for grids {grids}")
+        raise ValueError(
+            f"qkv of shape {tuple(qkv.shape)} does not hold {heads} heads of {head_dim} for grids {grids}"
+        )
     shape = torch.tensor([batch_size, num_tokens, heads, head_dim, window_size, window_stride, len(grids)])
     table = torch.tensor([[*grid, first] for grid, first in zip(grids, firsts)]).flatten()
     keep = torch.is_grad_enabled() and qkv.requires_grad  # a backward may follow

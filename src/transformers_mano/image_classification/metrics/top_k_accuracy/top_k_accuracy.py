@@ -9,6 +9,7 @@ import datasets
 import evaluate
 import numpy as np
 
+
 _DESCRIPTION = """
 Top-k accuracy: the fraction of examples whose reference label is among the k highest-scoring classes.
 `accuracy` is top-1; `top{k}_accuracy` is reported for every other k in `top_k` (default (1, 5)) that is smaller
