@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from transformers_mano.benchmark.scaling import fit_exponent
+from experiments.speed.scaling import fit_exponent
 
 
 def test_a_clean_linear_sweep_gives_a_trusted_exponent_of_one() -> None:
@@ -35,7 +35,7 @@ def test_a_sweep_that_cannot_support_its_exponent_is_flagged(tokens, values, rea
 
 
 def test_forward_profile_splits_operator_time_into_parts():
-    from transformers_mano.benchmark.profiling import OPERATOR_PARTS, OTHER_PART, parts_table, profile_forward
+    from experiments.speed.profiling import OPERATOR_PARTS, OTHER_PART, parts_table, profile_forward
 
     torch.manual_seed(0)
     profiles = [profile_forward(kind, image_size=64, repeats=1, warmup=1) for kind in ("mano-tiny", "swinv2-tiny")]
@@ -51,7 +51,7 @@ def test_forward_profile_splits_operator_time_into_parts():
 
 
 def test_stage_times_split_each_block_into_its_parts_for_both_models():
-    from transformers_mano.benchmark.profiling import (
+    from experiments.speed.profiling import (
         BLOCK_PARTS,
         OUTSIDE_STAGES,
         REST_OF_BLOCK,
@@ -76,7 +76,7 @@ def test_stage_times_split_each_block_into_its_parts_for_both_models():
 
 
 def test_attention_core_times_cover_every_core_and_thread_count_and_restore_threads(tmp_path):
-    from transformers_mano.benchmark.profiling import ATTENTION_CORES, attention_core_times, core_table
+    from experiments.speed.profiling import ATTENTION_CORES, attention_core_times, core_table
 
     before = torch.get_num_threads()
     rows = attention_core_times(6, heads=2, tokens=4, head_dim=3, threads=(1, 2), repeats=3, warmup=1)
@@ -89,7 +89,7 @@ def test_attention_core_times_cover_every_core_and_thread_count_and_restore_thre
 
 
 def test_paired_ratio_alternates_both_models_and_counts_page_faults():
-    from transformers_mano.benchmark.scaling import Case, paired_model_ratio
+    from experiments.speed.scaling import Case, paired_model_ratio
 
     result = paired_model_ratio(Case("model", "mano-tiny", 64, 1, repeats=3, warmup=1))
     assert len(result["ratios"]) == 3 and all(ratio > 0 for ratio in result["ratios"])

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from transformers_mano.benchmark.pathfinder import (
+from experiments.pathfinder.generator import PathfinderSpec, save_pathfinder
+from experiments.pathfinder.harness import (
     MODEL_KINDS,
     PathfinderRecipe,
     accuracy,
@@ -25,7 +26,6 @@ from transformers_mano.benchmark.pathfinder import (
     transfer_table,
     weights_path,
 )
-from transformers_mano.image_classification.pathfinder import PathfinderSpec, save_pathfinder
 from transformers_mano.models.mano.modeling_mano import ManoForImageClassification
 from transformers_mano.multipole import plan_num_levels
 

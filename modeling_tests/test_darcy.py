@@ -734,8 +734,8 @@ def test_any_run_is_evaluated_at_its_trained_spacing_and_interpolated(tiny_runs,
 
 
 def test_step_times_of_the_three_operators_side_by_side() -> None:
+    from experiments.speed.darcy_step import measure_step_times
     from transformers_mano.models.mano_operator.modeling_mano_operator import ManoOperatorWindowAttention
-    from transformers_mano.physics.step_time import measure_step_times
 
     forward = ManoOperatorWindowAttention.forward
     tiny = DarcyModelArguments(hidden_size=8, num_layers=1, num_heads=2)
@@ -750,8 +750,8 @@ def test_step_times_of_the_three_operators_side_by_side() -> None:
 
 
 def test_the_step_time_floor_keeps_the_projections_and_drops_the_attention() -> None:
+    from experiments.speed.darcy_step import projections_only
     from transformers_mano.models.mano_operator.modeling_mano_operator import ManoOperatorWindowAttention
-    from transformers_mano.physics.step_time import projections_only
 
     torch.manual_seed(0)
     attention = ManoOperatorWindowAttention(ManoOperatorConfig(hidden_size=8, num_attention_heads=2, head_dim=4))

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from transformers_mano.image_classification.data import load_image_classification_splits
-from transformers_mano.image_classification.pathfinder import (
+from experiments.pathfinder.generator import (
     PathfinderSpec,
     generate_pathfinder,
     generate_scene,
     marker_distance_cue,
     save_pathfinder,
 )
+from transformers_mano.image_classification.data import load_image_classification_splits
 from transformers_mano.utils.io import OutputExistsError
 
 

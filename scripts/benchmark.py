@@ -13,10 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
-from transformers_mano.benchmark.scaling import (
+from transformers_mano.utils import check_new_output, machine_info
+from transformers_mano.utils.cli import run_main
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
+
+from experiments.speed.scaling import (
     LAYER_KINDS,
     Case,
     format_table,
@@ -26,8 +33,6 @@ from transformers_mano.benchmark.scaling import (
     summarize,
     write_results,
 )
-from transformers_mano.utils import check_new_output, machine_info
-from transformers_mano.utils.cli import run_main
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

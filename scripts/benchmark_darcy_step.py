@@ -11,12 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
-from transformers_mano.physics.step_time import measure_step_times
 from transformers_mano.utils import atomic_write_text
 from transformers_mano.utils.cli import run_main
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
+
+from experiments.speed.darcy_step import measure_step_times
 
 
 def main(argv: list[str]) -> None:

@@ -10,12 +10,17 @@ wall time, machine) into `--output_dir`. See docs/fine_tuning.md for the recipe 
 """
 
 import sys
+from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser
 
-from transformers_mano.benchmark.pathfinder import PathfinderBenchmarkArguments, PathfinderRecipe, run_comparison
 from transformers_mano.utils.cli import run_main
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
+
+from experiments.pathfinder.harness import PathfinderBenchmarkArguments, PathfinderRecipe, run_comparison
 
 
 def main(argv: list[str]) -> None:

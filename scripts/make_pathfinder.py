@@ -11,11 +11,16 @@ marker_distance) with `pathfinder.json` (spec, seed, sizes, how much the marker 
 
 import json
 import sys
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from transformers_mano.image_classification.pathfinder import PathfinderArguments, save_pathfinder
 from transformers_mano.utils.cli import run_main
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
+
+from experiments.pathfinder.generator import PathfinderArguments, save_pathfinder
 
 
 def main(argv: list[str]) -> None:

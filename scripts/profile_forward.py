@@ -16,7 +16,13 @@ from pathlib import Path
 
 import torch
 
-from transformers_mano.benchmark.profiling import (
+from transformers_mano.utils import atomic_write_text, machine_info
+from transformers_mano.utils.cli import run_main
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
+
+from experiments.speed.profiling import (
     MODEL_KINDS,
     attention_core_times,
     core_table,
@@ -25,8 +31,6 @@ from transformers_mano.benchmark.profiling import (
     stage_table,
     stage_times,
 )
-from transformers_mano.utils import atomic_write_text, machine_info
-from transformers_mano.utils.cli import run_main
 
 
 def main(argv: list[str]) -> None:

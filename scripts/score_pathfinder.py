@@ -13,12 +13,17 @@ table goes to stdout and, with `--output`, the scores to a JSON file (never writ
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
-from transformers_mano.benchmark.pathfinder import score_saved_runs, transfer_table
 from transformers_mano.utils import atomic_write_text
 from transformers_mano.utils.cli import run_main
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
+
+from experiments.pathfinder.harness import score_saved_runs, transfer_table
 
 
 def main(argv: list[str]) -> None:

@@ -9,15 +9,20 @@ Each folder holds the `<model>-s<seed>.json` runs of `scripts/benchmark_pathfind
 
 import argparse
 import sys
+from pathlib import Path
 
-from transformers_mano.benchmark.pathfinder import (
+from transformers_mano.utils.cli import run_main
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
+
+from experiments.pathfinder.harness import (
     load_runs,
     plot_accuracy_against_size,
     plot_learning_curves,
     summary_table,
     transfer_table,
 )
-from transformers_mano.utils.cli import run_main
 
 
 def main(argv: list[str]) -> None:

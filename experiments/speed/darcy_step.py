@@ -21,9 +21,9 @@ from contextlib import contextmanager
 
 import torch
 
-from ..models.mano_operator.modeling_mano_operator import ManoOperatorWindowAttention, relative_l2
-from ..utils import machine_info
-from .training import DarcyModelArguments, build_operator, count_flops, count_parameters
+from transformers_mano.models.mano_operator.modeling_mano_operator import ManoOperatorWindowAttention, relative_l2
+from transformers_mano.physics.training import DarcyModelArguments, build_operator, count_flops, count_parameters
+from transformers_mano.utils import machine_info
 
 
 @contextmanager

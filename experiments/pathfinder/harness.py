@@ -37,12 +37,12 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import Swinv2Config, Swinv2ForImageClassification
 
-from ..image_classification.data import EMBEDDED_DATASET, MNIST_5K, load_image_classification_splits
-from ..models.mano.configuration_mano import ManoConfig
-from ..models.mano.modeling_mano import ManoForImageClassification
-from ..multipole import coarse_grid_size
-from ..utils import atomic_file, atomic_write_text
-from ..utils.machine import machine_info
+from transformers_mano.image_classification.data import EMBEDDED_DATASET, MNIST_5K, load_image_classification_splits
+from transformers_mano.models.mano.configuration_mano import ManoConfig
+from transformers_mano.models.mano.modeling_mano import ManoForImageClassification
+from transformers_mano.multipole import coarse_grid_size
+from transformers_mano.utils import atomic_file, atomic_write_text
+from transformers_mano.utils.machine import machine_info
 
 
 MODEL_KINDS = ("mano", "swinv2", "mano-one-level", "mano-pool", "mano-pool-init", "cnn", "cnn-pooled", "cnn-stem")

@@ -239,7 +239,7 @@ def attention_core_times(
 
     The default shape is stage 1 of mano-tiny at 256 px, batch 1 (84 windows of its three levels).
     """
-    from ..models.mano.sdpa_attention_mano import blocked_window_attention
+    from transformers_mano.models.mano.sdpa_attention_mano import blocked_window_attention
 
     generator = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(num_windows, heads, tokens, head_dim, generator=generator) for _ in range(3))

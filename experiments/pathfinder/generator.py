@@ -29,7 +29,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 from tqdm.auto import tqdm
 
-from ..utils.io import atomic_directory
+from transformers_mano.utils.io import atomic_directory
 
 
 LABEL_NAMES = ("disconnected", "connected")

@@ -31,9 +31,9 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import Swinv2Config, Swinv2Model
 
-from ..models.mano.configuration_mano import ManoConfig
-from ..models.mano.modeling_mano import ManoLayer, ManoModel
-from ..utils import atomic_directory
+from transformers_mano.models.mano.configuration_mano import ManoConfig
+from transformers_mano.models.mano.modeling_mano import ManoLayer, ManoModel
+from transformers_mano.utils import atomic_directory
 
 
 LAYER_KINDS = ("mano", "swinv2", "global_sdpa", "global_eager")
