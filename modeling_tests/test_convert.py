@@ -192,6 +192,25 @@ def test_conversion_reproduces_swinv2_and_reloads(tmp_path: Path, architecture: 
     assert set(saved) - set(source.state_dict()) == set(reloaded.projector_parameter_names())
 
 
+def test_gated_projectors_convert_exactly_and_open_under_the_nearest_start(tmp_path: Path) -> None:
+    """The gated far field closed at the start (gate zero, `up` copying) is SwinV2 exactly; opened, it is not."""
+    make_swinv2_checkpoint(tmp_path / "swinv2")
+    report = convert_swinv2_checkpoint(tmp_path / "swinv2", tmp_path / "closed", projector_type="gated")
+    assert report.exact_expected and report.max_abs_diff <= 1e-9
+    # one gate of C values per layer beside its two r x r convolutions (stage 1: 2 layers of C = 8; stage 2: 1 of 16)
+    assert report.delta == 2 * (2 * 8 * 8 * 4 + 8) + (2 * 16 * 16 * 4 + 16)
+    assert "a gate at zero" in (tmp_path / "closed" / "README.md").read_text()
+    model = ManoForImageClassification.from_pretrained(tmp_path / "closed")
+    gates = [name for name in model.projector_parameter_names() if name.endswith("up.gate")]
+    assert len(gates) == 3 and all(
+        torch.equal(model.get_parameter(name), torch.zeros_like(model.get_parameter(name))) for name in gates
+    )
+    report = convert_swinv2_checkpoint(
+        tmp_path / "swinv2", tmp_path / "open", projector_type="gated", projector_init="avg_pool_nearest_up"
+    )
+    assert not report.exact_expected and report.max_abs_diff > 1e-5
+
+
 def test_swinv2_tiny_shape_through_the_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """SwinV2-T at 256 px, window 8, 1000 classes: levels [3, 2, 1, 1], +737,280 parameters, exact logits."""
     make_swinv2_checkpoint(

@@ -6,15 +6,18 @@ import pytest
 import torch
 
 from transformers_mano.multipole import (
+    GatedMultipoleUpsample,
     MultipoleDownsample,
     MultipoleUpsample,
     NearestUpsample,
     PoolDownsample,
     build_projectors,
+    far_field_closed_at_start,
     init_projectors,
     level_weights,
     multipole_attention,
     plan_num_levels,
+    projector_parameter_count,
 )
 
 
@@ -109,3 +112,36 @@ def test_learned_projectors_equal_their_convolutions(rate):
     expected_up = torch.nn.functional.conv_transpose2d(grid.permute(0, 3, 1, 2), up.weight, stride=rate)
     torch.testing.assert_close(down(grid), expected_down)
     torch.testing.assert_close(up(grid), expected_up.permute(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("rate", [2, 4])
+def test_gated_upsample_is_its_gate_times_the_transposed_convolution(rate):
+    torch.manual_seed(0)
+    up = GatedMultipoleUpsample(6, rate)
+    torch.nn.init.normal_(up.gate)
+    grid = torch.randn(2, 3, 5, 6)
+    convolution = torch.nn.functional.conv_transpose2d(grid.permute(0, 3, 1, 2), up.weight, stride=rate)
+    torch.testing.assert_close(up(grid), (convolution * up.gate[:, None, None]).permute(0, 2, 3, 1))
+
+
+def test_gated_projectors_start_closed_along_copies_and_open_through_the_gate():
+    """Under the closed start the far field is exactly zero, `up` already copies, and of the projectors' parameters
+    only the gate has a gradient (the loss sees `up`'s weight and `down` through the gate alone)."""
+    torch.manual_seed(0)
+    down, up = build_projectors(4, 2, "gated")
+    init_projectors(down, up, "avg_pool_zero_up")
+    grid = torch.randn(2, 8, 8, 4)
+    assert torch.equal(up.gate, torch.zeros(4))
+    torch.testing.assert_close(up.children_weight(), torch.zeros(16, 4))
+    torch.testing.assert_close(up.weight, up.nearest_weight())
+    result = multipole_attention(grid, lambda x, level: torch.tanh(x) * (level + 1), down, up, num_levels=3)
+    assert torch.equal(result, torch.tanh(grid))
+    result.square().sum().backward()
+    assert up.gate.grad.abs().min() > 0
+    assert up.weight.grad.abs().max() == 0 and down.weight.grad.abs().max() == 0
+    init_projectors(down, up, "avg_pool_nearest_up")  # the open start: the gate at one, `up` copies
+    torch.testing.assert_close(up(grid), NearestUpsample(2)(grid))
+    assert projector_parameter_count(4, 2, "gated") == projector_parameter_count(4, 2, "conv") + 4
+    assert far_field_closed_at_start("gated", "avg_pool_zero_up") and not far_field_closed_at_start(
+        "pool", "avg_pool_zero_up"
+    )

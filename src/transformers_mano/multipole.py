@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 
 LevelWeighting = Literal["vcycle", "sum"]
-ProjectorType = Literal["conv", "pool"]
+ProjectorType = Literal["conv", "gated", "pool"]
 ProjectorInit = Literal["avg_pool_zero_up", "avg_pool_nearest_up", "random"]
 
 LEVEL_WEIGHTINGS: tuple[str, ...] = get_args(LevelWeighting)
@@ -116,12 +116,17 @@ class MultipoleUpsample(nn.ConvTranspose2d):
         super().__init__(channels, channels, kernel_size=sampling_rate, stride=sampling_rate, bias=False)
         self.sampling_rate = sampling_rate
 
+    def children_weight(self) -> torch.Tensor:
+        """The transposed convolution as a matrix: (r*r*C_out, C_in), rows ordered (tap row, tap column, channel)."""
+        return self.weight.permute(2, 3, 1, 0).reshape(-1, self.in_channels)
+
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         # the stride-r transposed convolution as one matrix product giving every token its r*r children
         rate = self.sampling_rate
         batch_size, height, width, _ = grid.shape
-        weight = self.weight.permute(2, 3, 1, 0).reshape(-1, self.in_channels)  # r*r*C_out, C_in
-        children = F.linear(grid, weight).view(batch_size, height, width, rate, rate, self.out_channels)
+        children = F.linear(grid, self.children_weight()).view(
+            batch_size, height, width, rate, rate, self.out_channels
+        )
         children = children.transpose(2, 3)  # B, h, r, w, r, C
         return children.reshape(batch_size, height * rate, width * rate, self.out_channels)  # B, r*h, r*w, C
 
@@ -129,6 +134,28 @@ class MultipoleUpsample(nn.ConvTranspose2d):
         """Identity over channels on every tap: each coarse token is copied to its r x r children."""
         eye = torch.eye(self.in_channels, device=self.weight.device, dtype=self.weight.dtype)
         return eye[:, :, None, None] * torch.ones_like(self.weight[0, 0])  # C_in, C_out, r, r
+
+
+class GatedMultipoleUpsample(MultipoleUpsample):
+    """`U` with a learned gate per output channel: `U(x) = g * ConvT(x)`, the gate folded into the matrix product.
+
+    The gate lets the far field start closed without starting `U` at zero. With `g = 0` and the transposed
+    convolution at nearest copies (`projector_init="avg_pool_zero_up"`), the layer computes its single-level
+    attention exactly, as a zero `U` does. A zero `U` opens by growing r*r*C^2 weights from nothing, each along its
+    own noisy gradient; the gate opens along the copies, one number per channel whose gradient sums the
+    correlation of the copied far field with the loss gradient over every token. (B, h, w, C) -> (B, r*h, r*w, C).
+    """
+
+    def __init__(self, channels: int, sampling_rate: int = 2):
+        super().__init__(channels, sampling_rate)
+        self.gate = nn.Parameter(torch.ones(channels))
+
+    def children_weight(self) -> torch.Tensor:
+        rate = self.sampling_rate
+        return super().children_weight() * self.gate.repeat(rate * rate)[:, None]  # r*r*C_out, C_in
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", gated"
 
 
 class PoolDownsample(nn.Module):
@@ -167,29 +194,53 @@ def build_projectors(
     """The (down, up) pair of one multipole layer, shared by all its levels."""
     if projector_type == "conv":
         return MultipoleDownsample(channels, sampling_rate), MultipoleUpsample(channels, sampling_rate)
+    if projector_type == "gated":
+        return MultipoleDownsample(channels, sampling_rate), GatedMultipoleUpsample(channels, sampling_rate)
     if projector_type == "pool":
         return PoolDownsample(sampling_rate), NearestUpsample(sampling_rate)
     raise ValueError(f"projector type must be one of {PROJECTOR_TYPES}, got {projector_type!r}")
 
 
-def projector_init_weight(projector: nn.Module, projector_init: ProjectorInit) -> torch.Tensor | None:
-    """The initial weight of a learned projector under `projector_init`; None for `"random"` (keep the default).
+def projector_initial_values(projector: nn.Module, projector_init: ProjectorInit) -> dict[str, torch.Tensor]:
+    """The initial values of a learned projector's parameters under `projector_init`, by parameter name; a parameter
+    left out keeps its default initialisation (`"random"`: PyTorch's, for the convolution weights).
 
-    `"avg_pool_zero_up"`: `down` averages, `up` is zero, so the layer computes exactly its single-level attention
-    until training moves `up`. `"avg_pool_nearest_up"`: `down` averages, `up` copies each coarse token to its
-    r x r children.
+    `projector_init` says what the far field is at the start: `"avg_pool_zero_up"`: `down` averages and the far
+    field is zero (`up`'s weight is zero; a gated `up` copies each coarse token to its children behind a gate at
+    zero), so the layer computes exactly its single-level attention until training opens it.
+    `"avg_pool_nearest_up"`: `down` averages and `up` copies each coarse token to its r x r children (a gate at one).
     """
     if projector_init not in PROJECTOR_INITS:
         raise ValueError(f"projector init must be one of {PROJECTOR_INITS}, got {projector_init!r}")
-    if projector_init == "random":
-        return None
-    if isinstance(projector, MultipoleDownsample):
-        return projector.average_pooling_weight()
-    if isinstance(projector, MultipoleUpsample):
-        return (
-            torch.zeros_like(projector.weight) if projector_init == "avg_pool_zero_up" else projector.nearest_weight()
-        )
-    raise TypeError(f"{type(projector).__name__} has no learned weight to initialise")
+    if not isinstance(projector, (MultipoleDownsample, MultipoleUpsample)):
+        raise TypeError(f"{type(projector).__name__} has no learned weight to initialise")
+    values = {}
+    if isinstance(projector, GatedMultipoleUpsample):
+        closed = projector_init == "avg_pool_zero_up"
+        values["gate"] = torch.zeros_like(projector.gate) if closed else torch.ones_like(projector.gate)
+        if projector_init != "random":
+            values["weight"] = projector.nearest_weight()
+    elif isinstance(projector, MultipoleDownsample) and projector_init != "random":
+        values["weight"] = projector.average_pooling_weight()
+    elif projector_init == "avg_pool_zero_up":
+        values["weight"] = torch.zeros_like(projector.weight)
+    elif projector_init == "avg_pool_nearest_up":
+        values["weight"] = projector.nearest_weight()
+    return values
+
+
+def projector_parameter_count(channels: int, sampling_rate: int = 2, projector_type: ProjectorType = "conv") -> int:
+    """Parameters of one layer's (down, up) pair: two r x r convolutions of C x C, and a gate of C if gated."""
+    if projector_type not in PROJECTOR_TYPES:
+        raise ValueError(f"projector type must be one of {PROJECTOR_TYPES}, got {projector_type!r}")
+    convolutions = 2 * channels * channels * sampling_rate * sampling_rate if projector_type != "pool" else 0
+    return convolutions + (channels if projector_type == "gated" else 0)
+
+
+def far_field_closed_at_start(projector_type: ProjectorType, projector_init: ProjectorInit) -> bool:
+    """Whether a freshly initialised layer computes exactly its single-level attention: learned projectors whose
+    `up` (or its gate) starts at zero. Parameter-free projectors are always open."""
+    return projector_type != "pool" and projector_init == "avg_pool_zero_up"
 
 
 @torch.no_grad()
@@ -197,11 +248,11 @@ def init_projectors(down: nn.Module, up: nn.Module, projector_init: ProjectorIni
     """Initialise a (down, up) pair in place; parameter-free projectors are left alone."""
     for projector in (down, up):
         if isinstance(projector, (MultipoleDownsample, MultipoleUpsample)):
-            weight = projector_init_weight(projector, projector_init)
-            if weight is None:
+            values = projector_initial_values(projector, projector_init)
+            if "weight" not in values:
                 projector.reset_parameters()
-            else:
-                projector.weight.copy_(weight)
+            for name, value in values.items():
+                getattr(projector, name).copy_(value)
 
 
 def multipole_attention(
@@ -261,6 +312,7 @@ __all__ = [
     "LEVEL_WEIGHTINGS",
     "PROJECTOR_INITS",
     "PROJECTOR_TYPES",
+    "GatedMultipoleUpsample",
     "MultipoleDownsample",
     "MultipoleUpsample",
     "NearestUpsample",
@@ -269,9 +321,11 @@ __all__ = [
     "build_projectors",
     "coarse_grid_size",
     "coarsen_levels",
+    "far_field_closed_at_start",
     "init_projectors",
     "level_weights",
     "multipole_attention",
     "plan_num_levels",
-    "projector_init_weight",
+    "projector_initial_values",
+    "projector_parameter_count",
 ]

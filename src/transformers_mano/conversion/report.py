@@ -11,7 +11,7 @@ from string import Template
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..models.mano.configuration_mano import ManoConfig
-from ..multipole import coarse_grid_size
+from ..multipole import coarse_grid_size, projector_parameter_count
 
 
 CARD_TEMPLATE = "model_card_template.md"
@@ -48,7 +48,7 @@ def level_plan(config: ManoConfig) -> list[StagePlan]:
         zip(config.resolved_num_levels(), config.stage_grid_sizes(), config.depths), start=1
     ):
         channels = int(config.embed_dim * 2 ** (stage - 1))
-        owns_projectors = levels > 1 and config.projector_type == "conv"
+        per_layer = projector_parameter_count(channels, r, config.projector_type) if levels > 1 else 0
         plans.append(
             StagePlan(
                 stage=stage,
@@ -56,7 +56,7 @@ def level_plan(config: ManoConfig) -> list[StagePlan]:
                 num_levels=levels,
                 level_grids=[coarse_grid_size(height, width, r, step) for step in range(levels)],
                 num_layers=depth,
-                projector_parameters=2 * depth * channels * channels * r * r if owns_projectors else 0,
+                projector_parameters=depth * per_layer,
             )
         )
     return plans
@@ -206,8 +206,9 @@ def _starting_point_text(report: ConversionReport, source: str) -> str:
     """Whether the converted model computes what its source computes, or needs fine-tuning first."""
     if report.exact_expected:
         return (
-            f"Freshly converted: this model computes what `{source}` computes (the `up` projectors start at zero), "
-            "so its coarse levels contribute nothing until the model is fine-tuned."
+            f"Freshly converted: this model computes what `{source}` computes (the far field starts closed: "
+            f"{'a gate at zero on' if report.projector_type == 'gated' else 'zero'} `up` projectors), so its coarse "
+            "levels contribute nothing until the model is fine-tuned."
         )
     return (
         f"Freshly converted with projector initialisation `{report.projector_init}` (type "

@@ -49,7 +49,7 @@ from ..models.mano.modeling_mano import (
     ManoModel,
     ManoPreTrainedModel,
 )
-from ..multipole import PROJECTOR_INITS
+from ..multipole import PROJECTOR_INITS, far_field_closed_at_start
 from ..utils import OutputExistsError, atomic_directory
 from .report import ConversionReport, level_plan, render_model_card
 
@@ -343,8 +343,8 @@ def _describe(
     source_dtype = getattr(source_config, "dtype", None)
     if source_dtype not in (None, torch.float32, "float32"):
         notes.append(f"source weights in {source_dtype}; saved in float32")
-    # A zero `up` hides the far field; a model without learned projectors only equals SwinV2 at one level.
-    far_field_hidden = config.projector_type == "conv" and config.projector_init == "avg_pool_zero_up"
+    # A zero `up` (or far-field gate) hides the far field; without learned projectors MANO equals SwinV2 at one level.
+    far_field_hidden = far_field_closed_at_start(config.projector_type, config.projector_init)
     return ConversionReport(
         source=checkpoint,
         output_dir=output_dir,

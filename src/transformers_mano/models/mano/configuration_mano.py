@@ -59,13 +59,16 @@ class ManoConfig(RemoteCodeConfigMixin, Swinv2Config):
         Coarsening factor r per side between consecutive levels.
     projector_type (`str`, *optional*, defaults to `"conv"`):
         `"conv"`: learned r x r strided convolution down and transposed convolution up, without bias.
+        `"gated"`: the same convolutions, and a learned gate per channel on `up`'s output (C values a layer), so
+        the far field can start closed (gate at zero) while `up` already copies coarse tokens to their children.
         `"pool"`: average pooling down and nearest-neighbour up, without parameters (the paper's ablation).
     level_weighting (`str`, *optional*, defaults to `"vcycle"`):
         `"vcycle"` weighs the i-th upsampled coarse contribution (coarsest first) by 1 / (i + 1), as the
         official physics code does; `"sum"` adds them plainly, as the paper's text writes.
     projector_init (`str`, *optional*, defaults to `"avg_pool_zero_up"`):
-        `"avg_pool_zero_up"`: `down` averages each r x r patch, `up` is zero, so a model starts as (or, converted,
-        stays exactly) its SwinV2 counterpart and training grows the far field. `"avg_pool_nearest_up"`: `up`
+        `"avg_pool_zero_up"`: `down` averages each r x r patch and the far field starts at zero (`up`'s weight, or
+        with `"gated"` projectors the gate, is zero), so a model starts as (or, converted, stays exactly) its SwinV2
+        counterpart and training grows the far field. `"avg_pool_nearest_up"`: `up`
         copies each coarse token to its children, so the far field is open from the first step: the better start
         from scratch on tasks that need long-range context (Pathfinder at 64 and 128 px in `docs/fine_tuning.md`),
         the slower one where windows suffice. `"random"`: PyTorch's default initialisation.

@@ -36,7 +36,7 @@ from ...multipole import (
     build_projectors,
     coarsen_levels,
     plan_num_levels,
-    projector_init_weight,
+    projector_initial_values,
 )
 from .configuration_mano import ManoConfig
 from .sdpa_attention_mano import WindowCache, sdpa_window_attention
@@ -317,9 +317,8 @@ class ManoPreTrainedModel(Swinv2PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, (MultipoleDownsample, MultipoleUpsample)):
-            weight = projector_init_weight(module, self.config.projector_init)
-            if weight is not None:
-                init.copy_(module.weight, weight)
+            for name, value in projector_initial_values(module, self.config.projector_init).items():
+                init.copy_(getattr(module, name), value)
 
 
 class ManoModel(ManoPreTrainedModel, Swinv2Model):

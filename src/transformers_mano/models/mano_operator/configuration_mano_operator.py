@@ -62,7 +62,7 @@ class ManoOperatorConfig(RemoteCodeConfigMixin, PreTrainedConfig):
         `"vcycle"`: the i-th upsampled coarse contribution (coarsest first) is weighed by 1 / (i + 1), as in the
         official physics code; `"sum"`: plain sum.
     projector_init (`str`, *optional*, defaults to `"random"`):
-        Initialisation of learned projectors (see `multipole.projector_init_weight`). An operator trains from
+        Initialisation of learned projectors (see `multipole.projector_initial_values`). An operator trains from
         scratch, so PyTorch's default is the default.
     positional_embedding (`str`, *optional*, defaults to `"none"`):
         `"none"`: no positional information, as in the official code. `"grid"`: the lift also sees the (y, x)

@@ -29,7 +29,7 @@ from ...multipole import (
     accumulate_levels,
     build_projectors,
     coarsen_levels,
-    projector_init_weight,
+    projector_initial_values,
 )
 from .configuration_mano_operator import ManoOperatorConfig
 from .window_kernel import fused_window_attention, kernel_applies
@@ -499,11 +499,11 @@ class ManoOperatorPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, (MultipoleDownsample, MultipoleUpsample)):
-            weight = projector_init_weight(module, self.config.projector_init)
-            if weight is None:  # PyTorch's default for convolutions
+            values = projector_initial_values(module, self.config.projector_init)
+            if "weight" not in values:  # PyTorch's default for convolutions
                 init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            else:
-                init.copy_(module.weight, weight)
+            for name, value in values.items():
+                init.copy_(getattr(module, name), value)
 
 
 class ManoOperatorModel(ManoOperatorPreTrainedModel):
