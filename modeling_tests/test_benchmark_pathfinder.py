@@ -7,25 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from experiments.pathfinder.comparison import checkpoint_path, run_comparison, score_saved_runs, weights_path
+from experiments.pathfinder.data import dihedral, load_splits
 from experiments.pathfinder.generator import PathfinderSpec, save_pathfinder
-from experiments.pathfinder.harness import (
-    MODEL_KINDS,
-    PathfinderRecipe,
-    accuracy,
-    build_model,
-    count_parameters,
-    dihedral,
+from experiments.pathfinder.models import MODEL_KINDS, build_model, count_parameters
+from experiments.pathfinder.reach import curve_spans, receptive_extent
+from experiments.pathfinder.results import (
     load_runs,
-    load_splits,
     plot_accuracy_against_size,
     plot_learning_curves,
-    run_comparison,
-    score_saved_runs,
     series_labels,
     summary_table,
     transfer_table,
-    weights_path,
 )
+from experiments.pathfinder.training import PathfinderRecipe, accuracy
 from transformers_mano.models.mano.modeling_mano import ManoForImageClassification
 from transformers_mano.multipole import plan_num_levels
 
@@ -45,17 +40,6 @@ def test_every_kind_maps_images_to_two_logits_and_learns(kind, stem):
     assert logits.shape == (3, 2)
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-
-
-def receptive_extent(model: torch.nn.Module, side: int) -> int:
-    """The side of the smallest box holding every input pixel that changes the central feature of the last map."""
-    model.eval()  # batch norm from its running statistics: no coupling through the batch
-    torch.manual_seed(0)  # random pixels keep ReLUs open along the paths (zeros would close every one)
-    images = torch.rand(1, 1, side, side, requires_grad=True)
-    features = model.features(images)
-    features[0, :, features.shape[2] // 2, features.shape[3] // 2].sum().backward()
-    rows, columns = (images.grad[0, 0].abs() > 0).nonzero().unbind(1)
-    return int(max(rows.max() - rows.min(), columns.max() - columns.min())) + 1
 
 
 def test_pooled_cnn_sees_a_128_px_image_with_the_small_cnns_weights():
@@ -350,3 +334,129 @@ def test_an_unusable_device_is_named_before_any_data_is_read(tmp_path, device, m
     with pytest.raises(ValueError, match=message):  # the data folder does not exist: the device is checked first
         run_comparison(tmp_path / "no-data", tmp_path / "runs", ["cnn"], [0], recipe, device=device)
     assert not (tmp_path / "runs").exists()
+
+
+def _without_clock(record: dict) -> dict:
+    """A run record without what depends on the clock or the machine."""
+    kept = {k: v for k, v in record.items() if k not in ("wall_seconds", "machine", "code")}
+    kept["history"] = [{k: v for k, v in entry.items() if k != "seconds"} for entry in record["history"]]
+    return kept
+
+
+def test_a_stopped_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Stopped in its third epoch, a run resumed from its checkpoint ends bit for bit where an uninterrupted run ends:
+    the optimiser's moments, the schedule, the two-phase freeze and the generator of batches are all restored."""
+    from safetensors.torch import load_file
+
+    from experiments.pathfinder import training
+
+    data = tmp_path / "pathfinder"
+    save_pathfinder(data, PathfinderSpec(image_size=16), num_train=12, num_validation=4, num_test=4, seed=0)
+    recipe = PathfinderRecipe(
+        epochs=4, batch_size=4, projector_learning_rate_scale=10.0, projector_warmup_fraction=0.3, **TINY
+    )
+    kinds = ["mano-gated", "cnn"]
+    uninterrupted = run_comparison(data, tmp_path / "whole", kinds, [0], recipe)
+
+    real_epoch, calls = training.train_epoch, []
+
+    def stop_in_the_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", stop_in_the_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(data, tmp_path / "stopped", kinds, [0], recipe)
+    monkeypatch.setattr(training, "train_epoch", real_epoch)
+    assert checkpoint_path(tmp_path / "stopped", "mano-gated", 0).is_file()
+    with pytest.raises(FileExistsError, match="--resume true continues it"):
+        run_comparison(data, tmp_path / "stopped", kinds, [0], recipe)
+    other = PathfinderRecipe(**{**recipe.__dict__, "learning_rate": 3e-3})
+    with pytest.raises(ValueError, match="learning_rate is 0.001, this run's is 0.003"):
+        run_comparison(data, tmp_path / "stopped", kinds, [0], other, resume=True)
+
+    resumed = run_comparison(data, tmp_path / "stopped", kinds, [0], recipe, resume=True)
+    assert [_without_clock(run) for run in resumed] == [_without_clock(run) for run in uninterrupted]
+    for kind in kinds:
+        whole, stopped = (load_file(weights_path(tmp_path / f, kind, 0)) for f in ("whole", "stopped"))
+        assert all(torch.equal(whole[name], stopped[name]) for name in whole), kind
+        assert not checkpoint_path(tmp_path / "stopped", kind, 0).exists()
+    assert run_comparison(data, tmp_path / "stopped", kinds, [0], recipe, resume=True) == []  # all finished
+
+
+def test_the_two_phases_train_projectors_and_head_first_at_their_own_rate():
+    from experiments.pathfinder.training import build_optimisation, train_epoch
+
+    torch.manual_seed(0)
+    recipe = PathfinderRecipe(batch_size=4, projector_learning_rate_scale=30.0, projector_warmup_fraction=0.5, **TINY)
+    model = build_model("mano-gated", recipe, 16)
+    optimisation = build_optimisation(model, recipe, total_steps=4, seed=0)
+    rates = sorted(group["lr"] for group in optimisation.optimizer.param_groups)
+    assert rates == pytest.approx([1e-3, 3e-2])
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    images = torch.randn(8, 1, 16, 16)
+    splits = type("S", (), {"images": {"train": images}, "labels": {"train": torch.tensor([0, 1] * 4)}})()
+    train_epoch(model, optimisation, splits, recipe)  # two steps: both in the first phase (half of 4 steps)
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert moved and all(".up." in name or ".down." in name or "classifier" in name for name in moved)
+    assert any(name.endswith("up.gate") for name in moved)  # the closed gate opens
+    train_epoch(model, optimisation, splits, recipe)  # steps 3 and 4: everything trains
+    assert any("attention" in name and not torch.equal(p, before[name]) for name, p in model.named_parameters())
+    with pytest.raises(ValueError, match="projector_warmup_fraction"):
+        PathfinderRecipe(projector_warmup_fraction=1.0)
+
+
+def test_a_swinv2_run_converts_exactly_and_continues_as_mano(tmp_path):
+    """The converted kinds start from a trained SwinV2 run, turned into MANO by the project's converter: the gated
+    and default starts compute what SwinV2 computed (checked in float64 by the converter), the open one does not;
+    at learning rate 0 the converted run keeps every SwinV2 weight; it continues at another size like any run."""
+    from safetensors.torch import load_file
+
+    small, large = tmp_path / "16px", tmp_path / "32px"
+    save_pathfinder(small, PathfinderSpec(image_size=16), num_train=8, num_validation=4, num_test=4, seed=0)
+    save_pathfinder(large, PathfinderSpec(image_size=32), num_train=8, num_validation=4, num_test=4, seed=1)
+    recipe = PathfinderRecipe(epochs=1, batch_size=4, stem="conv", **TINY)
+    run_comparison(small, tmp_path / "a", ["swinv2"], [0], recipe)
+    with pytest.raises(ValueError, match="give convert_from"):
+        run_comparison(small, tmp_path / "b", ["converted-gated"], [0], recipe)
+    frozen = PathfinderRecipe(**{**recipe.__dict__, "learning_rate": 0.0, "convert_from": str(tmp_path / "a")})
+    kinds = ["converted-gated", "converted", "converted-open"]
+    gated, default, opened = run_comparison(small, tmp_path / "b", kinds, [0], frozen)
+    for run in (gated, default):
+        assert run["start"]["exact_expected"] and run["start"]["max_abs_logit_difference_float64"] <= 1e-9
+    assert not opened["start"]["exact_expected"] and opened["start"]["max_abs_logit_difference_float64"] > 1e-6
+    # a gate of C values in the one layer of each stage (C = 12, then 24)
+    assert gated["start"]["projector_parameters"] == default["start"]["projector_parameters"] + 12 + 24
+    source = load_file(weights_path(tmp_path / "a", "swinv2", 0))
+    converted = load_file(weights_path(tmp_path / "b", "converted-gated", 0))
+    assert all(torch.equal(converted[name], tensor) for name, tensor in source.items())
+    assert gated["test_accuracy"] == json.loads((tmp_path / "a" / "swinv2-s0.json").read_text())["test_accuracy"]
+    onward = PathfinderRecipe(**{**recipe.__dict__, "init_from": str(tmp_path / "b")})
+    (continued,) = run_comparison(large, tmp_path / "c", ["converted-gated"], [0], onward)
+    assert continued["built_for"] == 16 and continued["start"] == {"init_from": str(tmp_path / "b")}
+
+
+def test_windows_bound_swinv2s_field_and_the_far_field_spans_the_image():
+    """Measured by gradient: SwinV2's field (and a MANO whose far field is closed) covers part of a 64 px image;
+    MANO with its far field open covers all of it."""
+    recipe = PathfinderRecipe(stem="conv", **TINY)
+    torch.manual_seed(0)
+    fields = {
+        kind: receptive_extent(build_model(kind, recipe, 64), 64) for kind in ("swinv2", "mano-gated", "mano-pool")
+    }
+    # 4x4 windows of pixel tokens, shifted in the second block of each stage, the second stage on 2x2 merged tokens
+    assert fields["swinv2"] == fields["mano-gated"] < 40
+    assert fields["mano-pool"] == 64
+
+
+def test_curve_spans_scale_with_the_image(tmp_path):
+    for size in (16, 32):
+        save_pathfinder(
+            tmp_path / str(size), PathfinderSpec(image_size=size), num_train=8, num_validation=2, num_test=2
+        )
+    small, large = (curve_spans(tmp_path / str(size)) for size in (16, 32))
+    assert 0 < small["median"] <= small["p90"] <= small["max"] < 16 * 2**0.5
+    # the same scenes drawn twice as finely; float32 marker distances
+    assert large == pytest.approx({key: 2 * value for key, value in small.items()}, rel=1e-5)

@@ -1,12 +1,16 @@
-"""Train MANO, SwinV2, MANO with one level per stage and a small CNN on a Pathfinder folder under one recipe.
+"""Train MANO, SwinV2, their ablations and two CNNs on a Pathfinder folder under one recipe.
 
     python scripts/make_pathfinder.py --output_dir data/pathfinder-32
-    python scripts/benchmark_pathfinder.py --data_dir data/pathfinder-32 --output_dir out/pathfinder-32 --stem conv
-    python scripts/summarize_pathfinder.py out/pathfinder-32  # the table of docs/fine_tuning.md
+    python scripts/benchmark_pathfinder.py --data_dir data/pathfinder-32 --output_dir out/pf32 --models swinv2 mano
+    python scripts/summarize_pathfinder.py out/pf32  # the tables of reports/pathfinder.md
+    # a SwinV2 trained at 32 px, converted to MANO by the project's converter, continued at 64 px:
+    python scripts/benchmark_pathfinder.py --data_dir data/pathfinder-64 --output_dir out/pf64 \
+        --convert_from out/pf32 --models converted-gated --epochs 2 --learning_rate 1e-4
+    python scripts/benchmark_pathfinder.py ... --resume true   # an interrupted run goes on from its last epoch
     python scripts/benchmark_pathfinder.py --data_dir data/pathfinder-128 --output_dir out/pf128 --device cuda
 
 Each run writes `<model>-s<seed>.json` (history, best validation epoch, test accuracy there, parameters, FLOPs,
-wall time, machine) into `--output_dir`. See docs/fine_tuning.md for the recipe and the results.
+wall time, machine, commit) and `<model>-s<seed>.safetensors` into `--output_dir`. See reports/pathfinder.md.
 """
 
 import sys
@@ -20,7 +24,8 @@ from transformers_mano.utils.cli import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
 
-from experiments.pathfinder.harness import PathfinderBenchmarkArguments, PathfinderRecipe, run_comparison
+from experiments.pathfinder.comparison import PathfinderBenchmarkArguments, run_comparison
+from experiments.pathfinder.training import PathfinderRecipe
 
 
 def main(argv: list[str]) -> None:
@@ -29,7 +34,7 @@ def main(argv: list[str]) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     results = run_comparison(
-        args.data_dir, args.output_dir, args.models, args.seeds, recipe, args.transfer_dirs, args.device
+        args.data_dir, args.output_dir, args.models, args.seeds, recipe, args.transfer_dirs, args.device, args.resume
     )
     for result in results:
         print(

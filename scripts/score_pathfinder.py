@@ -23,7 +23,8 @@ from transformers_mano.utils.cli import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
 
-from experiments.pathfinder.harness import score_saved_runs, transfer_table
+from experiments.pathfinder.comparison import score_saved_runs
+from experiments.pathfinder.results import transfer_table
 
 
 def main(argv: list[str]) -> None:

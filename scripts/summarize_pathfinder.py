@@ -16,7 +16,7 @@ from transformers_mano.utils.cli import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
 
-from experiments.pathfinder.harness import (
+from experiments.pathfinder.results import (
     load_runs,
     plot_accuracy_against_size,
     plot_learning_curves,
