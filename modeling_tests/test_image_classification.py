@@ -436,6 +436,47 @@ def test_run_trains_evaluates_and_writes_results(image_folder, tmp_path):
         run_image_classification(*parse_arguments(args))
 
 
+class RecordOptimizer(TrainerCallback):
+    """Keeps the optimizer's (learning rate, parameter names) per group at the start of training and, per step, the
+    names of the parameters that moved."""
+
+    def __init__(self):
+        self.groups, self.moved, self.before = [], [], None
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        names = {id(param): name for name, param in model.named_parameters()}
+        self.groups = [
+            (group["lr"], sorted(names[id(p)] for p in group["params"])) for group in optimizer.param_groups
+        ]
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self.before = {name: param.detach().clone() for name, param in model.named_parameters()}
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.moved.append({n for n, p in model.named_parameters() if not torch.equal(p, self.before[n])})
+
+
+def test_the_script_gives_projectors_their_rate_and_trains_them_first(image_folder, tmp_path):
+    """--projector_learning_rate_scale reaches the optimizer (the projectors and their gate in groups of their own at
+    the scaled rate) and --train_mode projectors_then_full trains projectors and head alone in the first epoch,
+    everything in the second: the recipe of the Pathfinder harness, through Trainer."""
+    extra = ["--projector_learning_rate_scale", "10", "--train_mode", "projectors_then_full", "--save_strategy", "no"]
+    args = tiny_args(tmp_path / "run", *extra, train_dir=image_folder / "train", config={"projector_type": "gated"})
+    recorder = RecordOptimizer()
+    run_image_classification(*parse_arguments(args), callbacks=[recorder])
+    projectors = {name for _, names in recorder.groups for name in names if ".down." in name or ".up." in name}
+    assert any(name.endswith("up.gate") for name in projectors)
+    for rate, names in recorder.groups:
+        assert rate == pytest.approx(1e-2 if set(names) <= projectors else 1e-3), names
+        assert not set(names) & projectors or set(names) <= projectors  # projectors never share a group
+    steps_per_epoch = len(recorder.moved) // 2
+    warm = projectors | {"classifier.weight", "classifier.bias"}
+    assert all(moved <= warm for moved in recorder.moved[:steps_per_epoch])
+    assert all(moved - warm for moved in recorder.moved[steps_per_epoch:])
+    with pytest.raises(ValueError, match="projector_learning_rate_scale must be positive"):
+        parse_arguments(tiny_args(tmp_path / "bad", "--projector_learning_rate_scale", "0"))
+
+
 def test_evaluation_sees_the_pixels_of_the_saved_image_processor(image_folder, tmp_path):
     """The metrics of a run are those of its published folder: on images that are not square, the evaluation
     preprocessing of the script and the image processor saved with the model give the same pixels."""

@@ -51,6 +51,12 @@ class ModelArguments:
     projector_warmup_epochs: float = field(
         default=1.0, metadata={"help": "Warm-up length of --train_mode projectors_then_full, in epochs."}
     )
+    projector_learning_rate_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Learning rate of MANO's projectors (down, up, far-field gate) as a multiple of the rest's."
+        },
+    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={"help": "Start a new classifier when the data set's label count differs from the checkpoint's."},
@@ -67,6 +73,10 @@ class ModelArguments:
             raise ValueError(f"--model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
         if self.train_mode not in TRAIN_MODES:
             raise ValueError(f"--train_mode must be one of {TRAIN_MODES}, got {self.train_mode!r}")
+        if self.projector_learning_rate_scale <= 0:
+            raise ValueError(
+                f"--projector_learning_rate_scale must be positive, got {self.projector_learning_rate_scale}"
+            )
 
 
 @dataclass

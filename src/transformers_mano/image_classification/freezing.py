@@ -1,7 +1,8 @@
 """Which parameters train: full fine-tuning, linear probing, MANO projector warm-up, and warm-up then full.
 
 The MANO paper converts SwinV2 weights and first trains only the new multipole projectors (`ManoLayer.down` and
-`.up`) with the classifier, then fine-tunes everything. `projectors_then_full` does both phases in one run.
+`.up`) with the classifier, then fine-tunes everything. `projectors_then_full` does both phases in one run;
+`scale_projector_learning_rate` gives the projectors a learning rate of their own (`ManoTrainer` applies it).
 """
 
 from __future__ import annotations
@@ -69,6 +70,27 @@ def apply_train_mode(model: nn.Module, train_mode: str) -> set[str]:
     return trainable
 
 
+def scale_projector_learning_rate(optimizer: torch.optim.Optimizer, model: nn.Module, scale: float) -> None:
+    """Give MANO's projectors (`down`, `up`, a far-field gate) `scale` times their group's learning rate: each of the
+    optimizer's groups that holds some is split in two, the projectors moving to a copy of the group at the scaled
+    rate (weight decay and the rest unchanged). Call it before the first step and before the schedule is built."""
+    if scale <= 0:
+        raise ValueError(f"--projector_learning_rate_scale must be positive, got {scale}")
+    names = projector_parameter_names(model)
+    if scale == 1 or not names:
+        return
+    projectors = {id(param) for name, param in model.named_parameters() if name in names}
+    for group in list(optimizer.param_groups):
+        moved = [param for param in group["params"] if id(param) in projectors]
+        if not moved:
+            continue
+        group["params"] = [param for param in group["params"] if id(param) not in projectors]
+        if not group["params"]:
+            optimizer.param_groups.remove(group)
+        settings = {key: value for key, value in group.items() if key != "params"}
+        optimizer.add_param_group({**settings, "params": moved, "lr": group["lr"] * scale})
+
+
 class ProjectorWarmupCallback(TrainerCallback):
     """Train only the projectors and the head for the first `warmup_epochs` epochs, then every parameter.
 
@@ -125,5 +147,6 @@ __all__ = [
     "apply_train_mode",
     "head_parameter_names",
     "projector_parameter_names",
+    "scale_projector_learning_rate",
     "trainable_parameter_names",
 ]

@@ -40,7 +40,7 @@ from ..utils.run_folder import check_distributed_setup, check_output_dir, resolv
 from .arguments import DataTrainingArguments, ImageClassificationTrainingArguments, ModelArguments
 from .data import EMBEDDED_DATASET, MNIST_5K, label_names, load_image_classification_splits
 from .evaluation import build_compute_metrics
-from .freezing import ProjectorWarmupCallback, apply_train_mode
+from .freezing import ProjectorWarmupCallback, apply_train_mode, scale_projector_learning_rate
 from .transforms import AugmentingTransform, ProcessorTransform, add_sample_index, collate_image_classification
 
 
@@ -244,6 +244,19 @@ def prepare_datasets(
     return out, train_transform
 
 
+class ManoTrainer(Trainer):
+    """`Trainer` whose optimizer gives MANO's projectors `projector_learning_rate_scale` times the learning rate."""
+
+    def __init__(self, *args, projector_learning_rate_scale: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.projector_learning_rate_scale = projector_learning_rate_scale
+
+    def create_optimizer(self, *args, **kwargs):
+        optimizer = super().create_optimizer(*args, **kwargs)
+        scale_projector_learning_rate(optimizer, self.model, self.projector_learning_rate_scale)
+        return optimizer
+
+
 class AugmentationEpochCallback(TrainerCallback):
     """Tell the training transform which epoch runs, so each epoch draws new (but reproducible) augmentations."""
 
@@ -285,7 +298,8 @@ def run_image_classification(
     all_callbacks = [AugmentationEpochCallback(train_transform), *callbacks]
     if model_args.train_mode == "projectors_then_full":
         all_callbacks.append(ProjectorWarmupCallback(model, model_args.projector_warmup_epochs))
-    trainer = Trainer(
+    trainer = ManoTrainer(
+        projector_learning_rate_scale=model_args.projector_learning_rate_scale,
         model=model,
         args=training_args,
         train_dataset=datasets_ready["train"] if training_args.do_train else None,
@@ -408,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
 __all__ = [
     "DIGITS_RECIPE",
     "SCRATCH_CONFIG",
+    "ManoTrainer",
     "AugmentationEpochCallback",
     "build_model_and_processor",
     "default_output_dir",
