@@ -11,7 +11,7 @@ from experiments.pathfinder.comparison import checkpoint_path, run_comparison, s
 from experiments.pathfinder.data import dihedral, load_splits
 from experiments.pathfinder.generator import PathfinderSpec, save_pathfinder
 from experiments.pathfinder.models import MODEL_KINDS, build_model, count_parameters
-from experiments.pathfinder.reach import curve_spans, receptive_extent
+from experiments.pathfinder.reach import curve_spans, reach_table, receptive_extent
 from experiments.pathfinder.results import (
     load_runs,
     plot_accuracy_against_size,
@@ -460,3 +460,5 @@ def test_curve_spans_scale_with_the_image(tmp_path):
     assert 0 < small["median"] <= small["p90"] <= small["max"] < 16 * 2**0.5
     # the same scenes drawn twice as finely; float32 marker distances
     assert large == pytest.approx({key: 2 * value for key, value in small.items()}, rel=1e-5)
+    table = reach_table([tmp_path / "16", tmp_path / "32"], kinds=("cnn",)).splitlines()
+    assert len(table) == 4 and table[2].startswith("| 16 | ") and table[3].endswith(" | 30 |")  # the CNN: 30 px

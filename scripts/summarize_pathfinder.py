@@ -1,7 +1,7 @@
 """The Pathfinder comparison as a markdown table (and a plot of accuracy against image size) from run folders.
 
-    python scripts/summarize_pathfinder.py out/pathfinder-32 out/pathfinder-64 --plot docs/pathfinder/accuracy.png \
-        --curves docs/pathfinder/curves.png
+    python scripts/summarize_pathfinder.py out/pf32 out/pf64 --plot reports/pathfinder/accuracy.png \
+        --curves reports/pathfinder/curves.png --reach data/pathfinder-32 data/pathfinder-64 data/pathfinder-128
 
 Each folder holds the `<model>-s<seed>.json` runs of `scripts/benchmark_pathfinder.py`; accuracies are the mean
 ± half the range over seeds.
@@ -16,6 +16,7 @@ from transformers_mano.utils.cli import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside scripts/
 
+from experiments.pathfinder.reach import reach_table
 from experiments.pathfinder.results import (
     load_runs,
     plot_accuracy_against_size,
@@ -31,6 +32,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--plot", help="write a PNG of test accuracy against image size here")
     parser.add_argument("--curves", help="write a PNG of validation accuracy per epoch, one panel per image size")
     parser.add_argument("--overwrite", action="store_true", help="replace existing --plot and --curves files")
+    parser.add_argument(
+        "--reach", nargs="+", default=[], help="Pathfinder folders: their curves' spans against the receptive fields"
+    )
     args = parser.parse_args(argv)
     runs = load_runs(args.folders)
     print(summary_table(runs))
@@ -40,6 +44,8 @@ def main(argv: list[str]) -> None:
         print(f"plot: {plot_accuracy_against_size(runs, args.plot, args.overwrite)}")
     if args.curves:
         print(f"curves: {plot_learning_curves(runs, args.curves, args.overwrite)}")
+    if args.reach:
+        print(f"\nCurve spans and receptive fields (px, measured by gradient):\n\n{reach_table(args.reach)}")
 
 
 if __name__ == "__main__":

@@ -56,4 +56,25 @@ def curve_spans(data_dir: str | Path, split: str = "train") -> dict[str, float]:
     }
 
 
-__all__ = ["curve_spans", "last_feature_map", "receptive_extent"]
+def reach_table(
+    data_dirs: list[str | Path], kinds: tuple[str, ...] = ("swinv2", "cnn", "cnn-pooled", "mano-gated")
+) -> str:
+    """A markdown table, one row per data folder: the curves' end-to-end spans against each model's receptive field
+    (px) at that image size, under the default recipe (the fields depend on the architecture, not on the weights)."""
+    from .data import open_image_splits
+    from .models import build_model
+    from .training import PathfinderRecipe
+
+    recipe = PathfinderRecipe()
+    header = ["px", "curve span: median", "90th percentile", "largest", *(f"field of {kind}" for kind in kinds)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for data_dir in data_dirs:
+        size = open_image_splits(data_dir)["test"][0]["image"].size[0]
+        spans = curve_spans(data_dir)
+        fields = [receptive_extent(build_model(kind, recipe, size), size) for kind in kinds]
+        cells = [str(size), *(f"{spans[key]:.1f}" for key in ("median", "p90", "max")), *map(str, fields)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = ["curve_spans", "last_feature_map", "reach_table", "receptive_extent"]
