@@ -40,7 +40,6 @@ from transformers_mano.physics.sweep import SweepArguments, best_learning_rates,
 from transformers_mano.physics.training import (
     DarcyModelArguments,
     build_operator,
-    count_flops,
     count_parameters,
     parse_arguments,
     relative_errors,
@@ -444,25 +443,6 @@ def test_two_process_torchrun_trains_one_model(tmp_path: Path) -> None:
     first = [next(e["loss"] for e in results["history"] if "loss" in e) for results in (one, two)]
     assert first[1] == pytest.approx(first[0], rel=1e-4)
     assert two["test"]["16"]["num_samples"] == 2 and (tmp_path / "two" / "predictions_16.npz").is_file()
-
-
-def test_mano_flops_are_counted_on_the_tensor_path() -> None:
-    """The FLOP counter cannot see inside the fused kernel: MANO is counted on its tensor path, whatever it runs."""
-    model = build_operator(DarcyModelArguments(model="mano", hidden_size=8, num_layers=1, num_heads=2))
-    assert model.config.attention_kernel == "auto"
-    flops = count_flops(model, 16)
-    assert model.config.attention_kernel == "auto"  # put back
-    model.config.attention_kernel = "torch"
-    assert count_flops(model, 16) == flops
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from transformers_mano.models.mano_operator.window_kernel import kernel_library
-
-    if kernel_library() is not None:  # what a count through the kernel sees: the attention's products missing
-        model.config.attention_kernel = "auto"
-        with FlopCounterMode(display=False) as through_kernel, torch.no_grad():
-            model(torch.rand(1, 16, 16, 1))
-        assert through_kernel.get_total_flops() < flops
 
 
 def test_the_script_runner_ends_the_process_group_of_a_launch(tmp_path: Path) -> None:

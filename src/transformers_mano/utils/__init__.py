@@ -1,5 +1,6 @@
-"""Small helpers shared by the library and its tooling: atomic outputs and the description of the machine."""
+"""Small helpers shared by the library and its tooling: atomic outputs, the description of the machine, FLOP counts."""
 
+from .flops import count_flops
 from .io import OutputExistsError, atomic_directory, atomic_file, atomic_write_text, check_new_output
 from .machine import machine_info
 
@@ -10,5 +11,6 @@ __all__ = [
     "atomic_file",
     "atomic_write_text",
     "check_new_output",
+    "count_flops",
     "machine_info",
 ]
