@@ -1,11 +1,11 @@
 """Baseline neural operators of the Darcy benchmark, as Transformers models beside the MANO operator.
 
 Every operator here is a `PreTrainedModel` with its own configuration, so the three models of the benchmark train
-with the same `Trainer`, save with `save_pretrained`, load with `AutoModel.from_pretrained` (after importing this
-module, which registers them) and evaluate the same way. Like `ManoOperatorModel`, each maps channel-last input
-fields (B, H, W, in_channels) in physical units to output fields (B, H, W, out_channels) in physical units, with
-the normalisation fitted on the training set stored in its configuration, runs at any grid size, and returns the
-mean relative L2 error as `loss` when given `labels`.
+with the same `Trainer`, save with `save_pretrained`, load with `AutoModel.from_pretrained` (importing
+`transformers_mano` registers them: `transformers_mano.auto`) and evaluate the same way. Like `ManoOperatorModel`,
+each maps channel-last input fields (B, H, W, in_channels) in physical units to output fields (B, H, W,
+out_channels) in physical units, with the normalisation fitted on the training set stored in its configuration,
+runs at any grid size, and returns the mean relative L2 error as `loss` when given `labels`.
 
 - `FnoOperatorModel`: the Fourier Neural Operator of the `neuraloperator` package (optional extra `physics`).
   Each layer approximates the kernel integral `(K v)(x) = F^-1(R . F v)(x)` with learned weights R on the lowest
@@ -22,7 +22,7 @@ import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
@@ -262,14 +262,6 @@ class VitOperatorModel(FieldOperatorMixin, PreTrainedModel):
         outputs = self.head_out(torch.tanh(self.head_hidden(self.norm(tokens))))  # B, H*W, out_channels
         return self.output(outputs.view(batch_size, height, width, -1), labels, return_dict)
 
-
-def _register() -> None:
-    for config_class, model_class in ((FnoOperatorConfig, FnoOperatorModel), (VitOperatorConfig, VitOperatorModel)):
-        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModel.register(config_class, model_class, exist_ok=True)
-
-
-_register()
 
 __all__ = [
     "FieldOperatorConfig",

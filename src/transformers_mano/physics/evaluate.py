@@ -21,7 +21,6 @@ from transformers import AutoModel
 
 from ..models.mano_operator.modeling_mano_operator import ManoOperatorModel
 from ..utils import atomic_file, atomic_write_text, machine_info
-from . import baselines  # noqa: F401  registers the baselines with AutoModel
 from .data import as_tensors, load_darcy, split_resolutions
 from .training import relative_errors
 
