@@ -17,10 +17,17 @@ import pytest
 import torch
 from conftest import StopAtStep
 from datasets import DatasetDict
+from torch import nn
 from transformers import AutoModel
 
 from transformers_mano import ManoOperatorConfig, ManoOperatorModel
 from transformers_mano.physics import data as darcy
+from transformers_mano.physics.baselines import (
+    FnoOperatorConfig,
+    FnoOperatorModel,
+    VitOperatorConfig,
+    VitOperatorModel,
+)
 from transformers_mano.physics.compare import comparison_table, load_results, plot_comparison, seed_table
 from transformers_mano.physics.data import (
     DarcyDataError,
@@ -352,6 +359,48 @@ def test_baselines_match_the_benchmark_mano_within_ten_percent(model: str) -> No
     mano = count_parameters(build_operator(DarcyModelArguments(model="mano")))
     baseline = count_parameters(build_operator(DarcyModelArguments(model=model)))
     assert abs(baseline - mano) / mano < 0.1
+
+
+class WrittenOutVit(VitOperatorModel):
+    """The ViT baseline with its initialisation written out here: what `FieldOperatorPreTrainedModel` must give."""
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=self.config.initializer_range)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def test_vit_baseline_initialises_by_its_rule() -> None:
+    """Same seed, same weights as the rule written out (truncated normal Linear weights at `initializer_range`, zero
+    biases, LayerNorm ones and zeros), bit for bit."""
+    config = VitOperatorConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, initializer_range=1.0)
+    torch.manual_seed(0)
+    model = VitOperatorModel(config)
+    torch.manual_seed(0)
+    reference = WrittenOutVit(config)
+    weights, expected = model.state_dict(), reference.state_dict()
+    assert list(weights) == list(expected)
+    assert all(torch.equal(weights[key], expected[key]) for key in weights)
+    # the rule did run: a normal of std 1 cut at +-2 has std 0.88; torch's default, uniform within 1/sqrt(8), 0.20
+    assert model.blocks[0].qkv.weight.std() > 0.5
+
+
+def test_fno_baseline_keeps_neuraloperators_initialisation() -> None:
+    """The shared `_init_weights` adds nothing to FNO: same seed, the weights of neuraloperator's FNO built alone."""
+    pytest.importorskip("neuralop")
+    from neuralop.models import FNO
+
+    torch.manual_seed(0)
+    model = FnoOperatorModel(FnoOperatorConfig(hidden_channels=8, num_modes=4, num_hidden_layers=2))
+    torch.manual_seed(0)
+    reference = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=2)
+    weights, expected = dict(model.fno.named_parameters()), dict(reference.named_parameters())
+    assert list(weights) == list(expected)
+    assert all(torch.equal(weights[key], expected[key]) for key in weights)
 
 
 @pytest.mark.parametrize("model", ["mano", "fno"])

@@ -43,29 +43,6 @@ class FieldOperatorOutput(ModelOutput):
     predictions: torch.FloatTensor | None = None
 
 
-class FieldOperatorMixin:
-    """Normalisation, input checks and the relative-L2 loss shared by the baselines (fields named as MANO's)."""
-
-    main_input_name = "input_fields"
-    accepts_loss_kwargs = False
-
-    def normalize_inputs(self, input_fields: torch.Tensor) -> torch.Tensor:
-        config = self.config
-        if input_fields.ndim != 4 or input_fields.shape[-1] != config.in_channels:
-            raise ValueError(
-                f"input_fields must be (batch, height, width, {config.in_channels}) channel-last, "
-                f"got shape {tuple(input_fields.shape)}"
-            )
-        return (input_fields - config.input_mean) / config.input_std
-
-    def output(self, normalized: torch.Tensor, labels: torch.Tensor | None, return_dict: bool | None):
-        predictions = normalized * self.config.output_std + self.config.output_mean
-        loss = relative_l2(predictions, labels).mean() if labels is not None else None
-        if not (return_dict if return_dict is not None else self.config.return_dict):
-            return tuple(value for value in (loss, predictions) if value is not None)
-        return FieldOperatorOutput(loss=loss, predictions=predictions)
-
-
 @strict
 class FieldOperatorConfig(PreTrainedConfig):
     r"""
@@ -83,6 +60,48 @@ class FieldOperatorConfig(PreTrainedConfig):
     input_std: float = above(0.0)(default=1.0)
     output_mean: float = 0.0
     output_std: float = above(0.0)(default=1.0)
+
+
+class FieldOperatorPreTrainedModel(PreTrainedModel):
+    """What the baselines share: fields named as MANO's, the normalisation, the input check, the relative-L2 loss
+    and the initialisation of the layers they define."""
+
+    config: FieldOperatorConfig
+    config_class = FieldOperatorConfig
+    main_input_name = "input_fields"
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Linear layers: truncated normal weights (std `config.initializer_range`), zero biases; LayerNorm: ones and
+        zeros (as the MANO operator's). Other modules keep the values they were built with: FNO's layers are
+        neuraloperator's, which initialises them itself (its FNO has no Linear or LayerNorm, so this adds nothing)."""
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=self.config.initializer_range)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+    def normalize_inputs(self, input_fields: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, in_channels) fields in physical units -> normalised, with the training set's statistics."""
+        config = self.config
+        if input_fields.ndim != 4 or input_fields.shape[-1] != config.in_channels:
+            raise ValueError(
+                f"input_fields must be (batch, height, width, {config.in_channels}) channel-last, "
+                f"got shape {tuple(input_fields.shape)}"
+            )
+        return (input_fields - config.input_mean) / config.input_std
+
+    def output(
+        self, normalized: torch.Tensor, labels: torch.Tensor | None, return_dict: bool | None
+    ) -> FieldOperatorOutput | tuple:
+        """Normalised (B, H, W, out_channels) outputs -> `predictions` in physical units, with the loss if `labels`."""
+        predictions = normalized * self.config.output_std + self.config.output_mean
+        loss = relative_l2(predictions, labels).mean() if labels is not None else None
+        if not (return_dict if return_dict is not None else self.config.return_dict):
+            return tuple(value for value in (loss, predictions) if value is not None)
+        return FieldOperatorOutput(loss=loss, predictions=predictions)
 
 
 # --- FNO ------------------------------------------------------------------------------------------------------
@@ -105,7 +124,7 @@ class FnoOperatorConfig(FieldOperatorConfig):
     num_hidden_layers: int = at_least(1)(default=4)
 
 
-class FnoOperatorModel(FieldOperatorMixin, PreTrainedModel):
+class FnoOperatorModel(FieldOperatorPreTrainedModel):
     """`neuralop.models.FNO` on channel-last fields in physical units. Needs `pip install neuraloperator`."""
 
     config: FnoOperatorConfig
@@ -131,9 +150,6 @@ class FnoOperatorModel(FieldOperatorMixin, PreTrainedModel):
             n_layers=config.num_hidden_layers,
         )
         self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        """neuraloperator initialises its own layers when it builds them; nothing to add."""
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -219,7 +235,7 @@ class VitOperatorBlock(nn.Module):
         return tokens + self.fc2(F.gelu(self.fc1(self.mlp_norm(tokens))))
 
 
-class VitOperatorModel(FieldOperatorMixin, PreTrainedModel):
+class VitOperatorModel(FieldOperatorPreTrainedModel):
     """Pointwise lift of (a, y, x), global-attention blocks, LayerNorm, then `Linear -> tanh -> Linear`.
 
     The cost of each block is quadratic in the number of grid points.
@@ -240,15 +256,6 @@ class VitOperatorModel(FieldOperatorMixin, PreTrainedModel):
         self.head_out = nn.Linear(config.hidden_size, config.out_channels)
         self.post_init()
 
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=self.config.initializer_range)
-            init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-
     def forward(
         self, input_fields: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs
     ) -> FieldOperatorOutput | tuple:
@@ -266,6 +273,7 @@ class VitOperatorModel(FieldOperatorMixin, PreTrainedModel):
 __all__ = [
     "FieldOperatorConfig",
     "FieldOperatorOutput",
+    "FieldOperatorPreTrainedModel",
     "FnoOperatorConfig",
     "FnoOperatorModel",
     "VitOperatorBlock",
