@@ -139,6 +139,17 @@ def swinv2_twin_config(config: ManoConfig) -> Swinv2Config:
     return Swinv2Config(**values)
 
 
+class ConversionPlan(NamedTuple):
+    """What a conversion reads and builds: the source's config and class (as `config.architectures` names SwinV2
+    classes), the SwinV2 class whose MANO counterpart is built, the MANO config, and whether the classifier is new."""
+
+    source_config: Swinv2Config
+    source: str
+    target: str
+    config: ManoConfig
+    new_head: bool
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Reading the source through transformers
 
@@ -213,9 +224,30 @@ def load_into_mano(
     Refuses a checkpoint that lacks anything besides the projectors (and a classifier being replaced), holds
     entries no target part explains, or holds tensors whose shapes its own config.json does not give.
     """
+    model, info = _read_checkpoint(checkpoint, mano_class, config, hub_kwargs)
+    head = {"classifier.weight", "classifier.bias"} if isinstance(model, ManoForImageClassification) else set()
+    mismatched = {key for key, *_ in info["mismatched_keys"]}
+    if new_head and head and not head & (mismatched | set(info["missing_keys"])):
+        # new labels, as many as the source's: transformers loaded the old head, which must not stay
+        model.classifier = nn.Linear(model.classifier.in_features, config.num_labels)
+        model._init_weights(model.classifier)
+    replaced = head & mismatched if new_head else set()
+    _check_shapes(checkpoint, info["mismatched_keys"], replaced)
+    allowed_missing = set(model.projector_parameter_names()) | (head if new_head else set())
+    unread = _unread_entries(checkpoint, mano_class, info, allowed_missing)
+    for key in replaced:
+        unread[key] = "classifier of the source, replaced by a new head"
+    return model.eval(), unread
+
+
+def _read_checkpoint(
+    checkpoint: str, mano_class: type[ManoPreTrainedModel], config: ManoConfig, hub_kwargs: dict
+) -> tuple[ManoPreTrainedModel, dict[str, list]]:
+    """`mano_class.from_pretrained` of the checkpoint in float32 with its loading info (missing, unexpected and
+    mismatched keys; tensors of another shape are left at their initial values); unreadable files are refused."""
     try:
         with _quiet_transformers():
-            model, info = mano_class.from_pretrained(
+            return mano_class.from_pretrained(
                 checkpoint,
                 config=config,
                 output_loading_info=True,
@@ -232,23 +264,25 @@ def load_into_mano(
         ) from error
     except OSError as error:  # no weights, offline, missing shard
         raise ConversionError(f"{checkpoint} has no readable weights: {error}") from error
-    head = {"classifier.weight", "classifier.bias"} if isinstance(model, ManoForImageClassification) else set()
-    mismatched = {key for key, *_ in info["mismatched_keys"]}
-    if new_head and head and not head & (mismatched | set(info["missing_keys"])):
-        # new labels, as many as the source's: transformers loaded the old head, which must not stay
-        model.classifier = nn.Linear(model.classifier.in_features, config.num_labels)
-        model._init_weights(model.classifier)
-    replaced = head & mismatched if new_head else set()
-    wrong_shapes = sorted(mismatched - replaced)
+
+
+def _check_shapes(checkpoint: str, mismatched: list[tuple[str, tuple, tuple]], replaced: set[str]) -> None:
+    """Refuse tensors whose shape differs from the model's (`(key, checkpoint shape, model shape)` entries), except
+    those of a classifier being `replaced`."""
+    wrong_shapes = sorted({key for key, *_ in mismatched} - replaced)
     if wrong_shapes:
-        key, shape_checkpoint, shape_model = next(
-            entry for entry in info["mismatched_keys"] if entry[0] == wrong_shapes[0]
-        )
+        key, shape_checkpoint, shape_model = next(entry for entry in mismatched if entry[0] == wrong_shapes[0])
         raise ConversionError(
             f"{len(wrong_shapes)} weight(s) of {checkpoint} do not match the shapes its config.json implies, e.g. "
             f"{key}: {tuple(shape_checkpoint)} in the checkpoint vs {tuple(shape_model)}"
         )
-    allowed_missing = set(model.projector_parameter_names()) | (head if new_head else set())
+
+
+def _unread_entries(
+    checkpoint: str, mano_class: type[ManoPreTrainedModel], info: dict[str, list], allowed_missing: set[str]
+) -> dict[str, str]:
+    """The checkpoint entries the model did not read, with the reason (`_LEFT_UNREAD`); refuses a model missing
+    weights besides `allowed_missing`, or a checkpoint entry no reason explains."""
     missing = sorted(set(info["missing_keys"]) - allowed_missing)
     unread = {}
     unexplained = []
@@ -264,9 +298,7 @@ def load_into_mano(
             f"{missing[:6]}, unexpected {unexplained[:6]}"
             + (" (and more)" if len(missing) > 6 or len(unexplained) > 6 else "")
         )
-    for key in replaced:
-        unread[key] = "classifier of the source, replaced by a new head"
-    return model.eval(), unread
+    return unread
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -314,23 +346,16 @@ def _tensors(value: torch.Tensor | tuple) -> list[torch.Tensor]:
 
 
 def _describe(
-    checkpoint: str,
-    source_config: Swinv2Config,
-    source: str,
-    model: ManoPreTrainedModel,
-    target: str,
-    new_head: bool,
-    dropped: dict[str, str],
-    output_dir: Path,
+    checkpoint: str, plan: ConversionPlan, model: ManoPreTrainedModel, dropped: dict[str, str], output_dir: Path
 ) -> ConversionReport:
     """The report of a conversion before its numeric check and its files."""
-    config = model.config
+    config, target = model.config, plan.target
     with torch.device("meta"):
-        source_model = SWINV2_CLASSES[source](source_config)
+        source_model = SWINV2_CLASSES[plan.source](plan.source_config)
     body = [p for name, p in source_model.named_parameters() if not name.startswith(("classifier.", "decoder."))]
     parameters = model.state_dict()
     model_has_head = target == "Swinv2ForImageClassification"
-    if model_has_head and new_head:
+    if model_has_head and plan.new_head:
         head = (
             f"classifier re-initialised: Linear({model.classifier.in_features} -> {config.num_labels}) "
             f"(normal std {config.initializer_range}, zero bias); every other weight comes from the source"
@@ -340,7 +365,7 @@ def _describe(
     else:
         head = "no classification head"
     notes = []
-    source_dtype = getattr(source_config, "dtype", None)
+    source_dtype = getattr(plan.source_config, "dtype", None)
     if source_dtype not in (None, torch.float32, "float32"):
         notes.append(f"source weights in {source_dtype}; saved in float32")
     # A zero `up` (or far-field gate) hides the far field; without learned projectors MANO equals SwinV2 at one level.
@@ -348,7 +373,7 @@ def _describe(
     return ConversionReport(
         source=checkpoint,
         output_dir=output_dir,
-        source_architecture=source,
+        source_architecture=plan.source,
         target_architecture=type(model).__name__,
         source_parameters=source_model.num_parameters(),
         source_body_parameters=sum(p.numel() for p in body),
@@ -424,17 +449,6 @@ def _check_reload(mano_class: type[ManoPreTrainedModel], model: ManoPreTrainedMo
 # The conversion
 
 
-class ConversionPlan(NamedTuple):
-    """What a conversion reads and builds: the source's config and class (as `config.architectures` names SwinV2
-    classes), the SwinV2 class whose MANO counterpart is built, the MANO config, and whether the classifier is new."""
-
-    source_config: Swinv2Config
-    source: str
-    target: str
-    config: ManoConfig
-    new_head: bool
-
-
 def _check_arguments(
     checkpoint: str,
     output_dir: Path,
@@ -502,107 +516,91 @@ def convert_swinv2_checkpoint(
     private: bool = False,
     token: str | None = None,
 ) -> ConversionReport:
-    """Convert a SwinV2 checkpoint into a complete MANO model repository at `output_dir`.
+    """Convert a SwinV2 checkpoint into a complete MANO model repository at `output_dir`: plan, load, check against
+    the source, write, and upload when asked. Returns the `ConversionReport` (its `format()` is what the conversion
+    script prints). Raises `ConversionError`, and writes nothing, where the checkpoint is not SwinV2, its files are
+    missing or unreadable, its weights do not fit, the numeric check fails, or `output_dir` exists without `overwrite`.
 
     Args:
         swinv2_checkpoint: a local SwinV2 checkpoint folder, or a Hub id (`microsoft/swinv2-tiny-patch4-window8-256`).
         output_dir: folder to create; an existing one is replaced only with `overwrite`.
-        num_levels: `"auto"` or levels per stage (see `ManoConfig.num_levels`).
-        projector_init, projector_type, level_weighting: the `ManoConfig` fields of the same names.
+        num_levels, projector_init, projector_type, level_weighting: the `ManoConfig` fields of the same names.
         num_labels, label_names: a new classification head; only the classifier is re-initialised.
         revision, cache_dir, token: passed to transformers' loading (Hub revision, download cache, Hub token).
         source_architecture_name: the SwinV2 class of the checkpoint where its config.json names none.
-        num_check_inputs: random inputs of the numeric check against the source (0 skips it).
-        tolerance: largest |output difference| accepted, in float64, where the conversion must reproduce the
-            source (default initialisation, learned projectors); a larger one fails the conversion.
-        base_model: Hub id recorded as `base_model` in the model card; defaults to `swinv2_checkpoint` when that is
-            a Hub id (a local folder is not a valid `base_model`).
-        license: license recorded in the model card (the `microsoft/swinv2-*` checkpoints are Apache-2.0).
-        card_template: a model card template of your own (default: the one shipped in this package).
+        num_check_inputs, tolerance: random inputs of the numeric check against the source (0 skips it), and the
+            largest |output difference| accepted in float64 where the conversion must reproduce the source.
+        base_model, license, card_template: the model card's `base_model` (default: `swinv2_checkpoint` when a Hub
+            id), license (`microsoft/swinv2-*` are Apache-2.0) and template (default: the one shipped here).
         push_to_hub, hub_model_id, private: upload the finished folder to `hub_model_id` (opt-in).
-
-    Returns:
-        The `ConversionReport`; its `format()` is what the conversion script prints.
-
-    Raises:
-        ConversionError: the checkpoint is not SwinV2, its files are missing or unreadable, its weights do not fit,
-            the numeric check failed, or `output_dir` exists without `overwrite`. Nothing is written then.
     """
-    checkpoint = os.fspath(swinv2_checkpoint)
-    output_dir = Path(output_dir).resolve()
+    checkpoint, output_dir = os.fspath(swinv2_checkpoint), Path(output_dir).resolve()
     _check_arguments(
         checkpoint, output_dir, overwrite, projector_init, num_check_inputs, card_template, push_to_hub, hub_model_id
     )
     hub_kwargs = {"revision": revision, "cache_dir": cache_dir, "token": token}
-    plan = _plan_conversion(
-        checkpoint,
-        source_architecture_name,
-        num_levels,
-        projector_init,
-        projector_type,
-        level_weighting,
-        num_labels,
-        label_names,
-        hub_kwargs,
-    )
-    mano_class, config = MANO_COUNTERPARTS[plan.target], plan.config
-
-    model, dropped = load_into_mano(checkpoint, mano_class, config, plan.new_head, **hub_kwargs)
-    report = _describe(
-        checkpoint, plan.source_config, plan.source, model, plan.target, plan.new_head, dropped, output_dir
-    )
-    if num_check_inputs:
-        _check_against_source(model, plan.target, report, num_check_inputs, tolerance)
-
-    if base_model is None and not Path(checkpoint).is_dir():
-        base_model = checkpoint  # a Hub id; a local folder is no valid `base_model`
-    card_arguments = (hub_model_id or output_dir.name, base_model, license, card_template)
-    _write_repository(model, mano_class, config, checkpoint, output_dir, overwrite, report, card_arguments, hub_kwargs)
-    if push_to_hub:
-        levels = " ".join(map(str, config.resolved_num_levels()))
-        report.pushed_to = push_folder_to_hub(
-            output_dir,
-            hub_model_id,
-            private=private,
-            token=token,
-            commit_message=f"Convert {checkpoint} to MANO (levels {levels})",
-        )
-    return report
-
-
-def _plan_conversion(
-    checkpoint: str,
-    source_architecture_name: str | None,
-    num_levels: str | Sequence[int],
-    projector_init: str,
-    projector_type: str,
-    level_weighting: str,
-    num_labels: int | None,
-    label_names: Sequence[str] | None,
-    hub_kwargs: dict,
-) -> ConversionPlan:
-    """Read the source's configuration and decide the target class and the MANO configuration."""
     source_config = read_source_config(checkpoint, **hub_kwargs)
     source = source_architecture(source_config, source_architecture_name)
     config = build_mano_config(
         source_config, num_levels, projector_init, projector_type, level_weighting, num_labels, label_names
     )
+    plan = _plan_conversion(source_config, source, config, num_labels is not None or label_names is not None)
+    model, report = _load_and_check(checkpoint, plan, output_dir, num_check_inputs, tolerance, hub_kwargs)
+    card_arguments = _card_arguments(checkpoint, output_dir, hub_model_id, base_model, license, card_template)
+    _write_repository(model, checkpoint, output_dir, overwrite, report, card_arguments, hub_kwargs)
+    if push_to_hub:
+        report.pushed_to = _publish(checkpoint, model.config, output_dir, hub_model_id, private, token)
+    return report
+
+
+def _plan_conversion(
+    source_config: Swinv2Config, source: str, config: ManoConfig, labels_given: bool
+) -> ConversionPlan:
+    """Whether the classifier is new (labels given that differ from the source's), hence the class to build, which
+    `config.architectures` then names."""
     source_labels = dict(source_config.id2label) if source == "Swinv2ForImageClassification" else {}
-    new_head = (num_labels is not None or label_names is not None) and dict(config.id2label) != source_labels
+    new_head = labels_given and dict(config.id2label) != source_labels
     target = target_architecture(source, new_head)
     config.architectures = [MANO_COUNTERPARTS[target].__name__]
     return ConversionPlan(source_config, source, target, config, new_head)
 
 
+def _load_and_check(
+    checkpoint: str, plan: ConversionPlan, output_dir: Path, num_check_inputs: int, tolerance: float, hub_kwargs: dict
+) -> tuple[ManoPreTrainedModel, ConversionReport]:
+    """The planned MANO model holding the checkpoint's weights, and the conversion's report, with the numeric check
+    against the source on `num_check_inputs` random inputs (none with 0)."""
+    mano_class = MANO_COUNTERPARTS[plan.target]
+    model, dropped = load_into_mano(checkpoint, mano_class, plan.config, plan.new_head, **hub_kwargs)
+    report = _describe(checkpoint, plan, model, dropped, output_dir)
+    if num_check_inputs:
+        _check_against_source(model, plan.target, report, num_check_inputs, tolerance)
+    return model, report
+
+
+def _card_arguments(
+    checkpoint: str,
+    output_dir: Path,
+    hub_model_id: str | None,
+    base_model: str | None,
+    license: str,
+    card_template: str | os.PathLike | None,
+) -> tuple[str, str | None, str, str | os.PathLike | None]:
+    """`render_model_card`'s arguments after the report: the model's id (`hub_model_id`, else the folder's name),
+    `base_model` (the one given, else the checkpoint where it is a Hub id: a local folder is no valid `base_model`),
+    the license and the template."""
+    if base_model is None and not Path(checkpoint).is_dir():
+        base_model = checkpoint
+    return hub_model_id or output_dir.name, base_model, license, card_template
+
+
 def _write_repository(
     model: ManoPreTrainedModel,
-    mano_class: type[ManoPreTrainedModel],
-    config: ManoConfig,
     checkpoint: str,
     output_dir: Path,
     overwrite: bool,
     report: ConversionReport,
-    card_arguments: tuple,
+    card_arguments: tuple[str, str | None, str, str | os.PathLike | None],
     hub_kwargs: dict,
 ) -> None:
     """Write the complete repository atomically: weights and config, the image processor, a reload check, the
@@ -610,8 +608,8 @@ def _write_repository(
     try:
         with atomic_directory(output_dir, overwrite=overwrite) as staging:
             model.save_pretrained(staging)
-            save_image_processor(checkpoint, config, staging, report.notes, **hub_kwargs)
-            _check_reload(mano_class, model, staging)
+            save_image_processor(checkpoint, model.config, staging, report.notes, **hub_kwargs)
+            _check_reload(type(model), model, staging)
             report.files = sorted([*(path.name for path in staging.iterdir()), "README.md"])
             try:
                 card = render_model_card(report, *card_arguments)
@@ -620,6 +618,16 @@ def _write_repository(
             card.save(staging / "README.md")
     except OutputExistsError as error:
         raise ConversionError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it") from error
+
+
+def _publish(
+    checkpoint: str, config: ManoConfig, folder: Path, hub_model_id: str, private: bool, token: str | None
+) -> str:
+    """Upload the written folder to `hub_model_id` (`push_folder_to_hub`) with a message naming the source and the
+    level plan; the commit URL."""
+    levels = " ".join(map(str, config.resolved_num_levels()))
+    message = f"Convert {checkpoint} to MANO (levels {levels})"
+    return push_folder_to_hub(folder, hub_model_id, private=private, token=token, commit_message=message)
 
 
 __all__ = [
