@@ -141,7 +141,8 @@ def parse_arguments(
     return arguments
 
 
-def _config_overrides(model_args: ModelArguments) -> dict:
+def _config_overrides(model_args: ModelArguments) -> dict[str, object]:
+    """The JSON object of `--config_overrides` (empty when not given); anything else is refused."""
     if not model_args.config_overrides:
         return {}
     try:
@@ -162,59 +163,82 @@ def build_model_and_processor(
         ValueError: when the checkpoint's classifier has another label count than the data set and
             `ignore_mismatched_sizes` is not set.
     """
+    overrides = _config_overrides(model_args)  # refused before anything is loaded
+    if model_args.model_name_or_path is None:
+        model, image_processor = _build_from_scratch(model_args, labels, overrides)
+    else:
+        model, image_processor = _load_checkpoint(model_args, labels, overrides)
+    # Swinv2ForImageClassification.forward takes **kwargs, so Trainer would pass num_items_in_batch and scale the
+    # (already averaged) loss by the world size under DDP; MANO classes set this on the class already.
+    model.accepts_loss_kwargs = False
+    return model, image_processor
+
+
+def _label_fields(labels: list[str]) -> dict[str, object]:
+    """The config fields of a classifier of `labels`: `num_labels`, `id2label`, `label2id`."""
     id2label = dict(enumerate(labels))
-    label2id = {label: i for i, label in id2label.items()}
-    overrides = _config_overrides(model_args)
+    return {"num_labels": len(labels), "id2label": id2label, "label2id": {label: i for i, label in id2label.items()}}
+
+
+def _build_from_scratch(
+    model_args: ModelArguments, labels: list[str], overrides: dict[str, object]
+) -> tuple[PreTrainedModel, ViTImageProcessorPil]:
+    """A new MANO or SwinV2 classifier (`model_type`) of `SCRATCH_CONFIG` with `overrides` and the image size given,
+    and an ImageNet-statistics image processor at its image size."""
+    config_class, model_class = {
+        "mano": (ManoConfig, ManoForImageClassification),
+        "swinv2": (Swinv2Config, Swinv2ForImageClassification),
+    }[model_args.model_type]
+    fields = {**SCRATCH_CONFIG, **overrides}
+    if model_args.image_size is not None:
+        fields["image_size"] = model_args.image_size
+    config = config_class(**fields, **_label_fields(labels))
+    return model_class(config), imagenet_image_processor(config.image_size)
+
+
+def _load_checkpoint(
+    model_args: ModelArguments, labels: list[str], overrides: dict[str, object]
+) -> tuple[PreTrainedModel, ViTImageProcessorPil]:
+    """The classifier of `model_name_or_path` with its config's `overrides` and a head for `labels` (a new one only
+    with `ignore_mismatched_sizes` where the label counts differ), and the checkpoint's image processor."""
+    path = model_args.model_name_or_path
     hub_kwargs = {
         "cache_dir": model_args.cache_dir,
         "revision": model_args.model_revision,
         "token": model_args.token,
         "trust_remote_code": model_args.trust_remote_code,
     }
-    if model_args.model_name_or_path is None:
-        config_class, model_class = {
-            "mano": (ManoConfig, ManoForImageClassification),
-            "swinv2": (Swinv2Config, Swinv2ForImageClassification),
-        }[model_args.model_type]
-        fields = {**SCRATCH_CONFIG, **overrides}
-        if model_args.image_size is not None:
-            fields["image_size"] = model_args.image_size
-        config = config_class(**fields, num_labels=len(labels), id2label=id2label, label2id=label2id)
-        model = model_class(config)
-        image_processor = imagenet_image_processor(config.image_size)
-    else:
-        path = model_args.model_name_or_path
-        source_config = AutoConfig.from_pretrained(path, **hub_kwargs)
-        has_head = any(name.endswith("ForImageClassification") for name in source_config.architectures or [])
-        if has_head and source_config.num_labels != len(labels) and not model_args.ignore_mismatched_sizes:
-            raise ValueError(
-                f"The checkpoint {path!r} has a classifier for {source_config.num_labels} labels, the data set has "
-                f"{len(labels)}. Pass --ignore_mismatched_sizes to replace the classifier with a new one."
-            )
-        config = AutoConfig.from_pretrained(
-            path, num_labels=len(labels), id2label=id2label, label2id=label2id, **overrides, **hub_kwargs
+    source_config = AutoConfig.from_pretrained(path, **hub_kwargs)
+    has_head = any(name.endswith("ForImageClassification") for name in source_config.architectures or [])
+    if has_head and source_config.num_labels != len(labels) and not model_args.ignore_mismatched_sizes:
+        raise ValueError(
+            f"The checkpoint {path!r} has a classifier for {source_config.num_labels} labels, the data set has "
+            f"{len(labels)}. Pass --ignore_mismatched_sizes to replace the classifier with a new one."
         )
-        model = AutoModelForImageClassification.from_pretrained(
-            path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
+    config = AutoConfig.from_pretrained(path, **_label_fields(labels), **overrides, **hub_kwargs)
+    model = AutoModelForImageClassification.from_pretrained(
+        path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
+    )
+    return model, _load_image_processor(path, config.image_size, model_args.image_size, hub_kwargs)
+
+
+def _load_image_processor(
+    path: str, model_image_size: int, image_size: int | None, hub_kwargs: dict[str, object]
+) -> ViTImageProcessorPil:
+    """The checkpoint's image processor (PIL backend: no torchvision needed), or a resize to `model_image_size`
+    with ImageNet statistics where it has none; resizing (and cropping) to `image_size` where given."""
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(path, backend="pil", **hub_kwargs)
+    except (OSError, ValueError):
+        image_processor = imagenet_image_processor(model_image_size)
+        logger.warning(
+            f"{path!r} has no image processor; using a resize to {dict(image_processor.size)} with ImageNet statistics"
         )
-        try:
-            image_processor = AutoImageProcessor.from_pretrained(
-                path, backend="pil", **hub_kwargs
-            )  # no torchvision needed
-        except (OSError, ValueError):
-            image_processor = imagenet_image_processor(config.image_size)
-            logger.warning(
-                f"{path!r} has no image processor; using a resize to {dict(image_processor.size)} with "
-                "ImageNet statistics"
-            )
-        if model_args.image_size is not None:  # the processor then gives images of that size
-            image_processor.size = {"height": model_args.image_size, "width": model_args.image_size}
-            if getattr(image_processor, "do_center_crop", False):
-                image_processor.crop_size = {"height": model_args.image_size, "width": model_args.image_size}
-    # Swinv2ForImageClassification.forward takes **kwargs, so Trainer would pass num_items_in_batch and scale the
-    # (already averaged) loss by the world size under DDP; MANO classes set this on the class already.
-    model.accepts_loss_kwargs = False
-    return model, image_processor
+    if image_size is not None:  # the processor then gives images of that size
+        image_processor.size = {"height": image_size, "width": image_size}
+        if getattr(image_processor, "do_center_crop", False):
+            image_processor.crop_size = {"height": image_size, "width": image_size}
+    return image_processor
 
 
 def prepare_datasets(

@@ -6,7 +6,8 @@ trained spacing) is measured on runs trained without it. `interpolate_from` is t
 model sees only the points of a finer grid at the trained spacing, and its prediction there is interpolated
 (linearly) onto the finer grid. `num_levels` pins MANO's level count, which tells a level the model never trained
 apart from the spacing of its stencils as the cause of an error on a finer grid. `attention_resolution` replaces the
-grid side MANO's attention runs at (`none`: every grid as given, the behaviour of runs made before the option). Results go to `evaluation[-<tag>].json` in the run folder.
+grid side MANO's attention runs at (`none`: every grid as given, the behaviour of runs made before the option).
+Results go to `evaluation[-<tag>].json` in the run folder.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel
+from datasets import DatasetDict
+from transformers import AutoModel, PreTrainedModel
 
 from ..models.mano_operator.modeling_mano_operator import ManoOperatorModel
 from ..utils import atomic_file, atomic_write_text, machine_info
@@ -113,7 +115,7 @@ def upsample_strided(fields: torch.Tensor, stride: int) -> torch.Tensor:
     return rows[:, :, low] * (1 - weight)[None, None, :, None] + rows[:, :, high] * weight[None, None, :, None]
 
 
-def _predict(model, inputs: torch.Tensor, args: EvaluationArguments) -> torch.Tensor:
+def _predict(model: PreTrainedModel, inputs: torch.Tensor, args: EvaluationArguments) -> torch.Tensor:
     stride = inputs.shape[1] // args.interpolate_from if args.interpolate_from else 1
     if stride > 1 and inputs.shape[1] == stride * args.interpolate_from == inputs.shape[2]:
         inputs = inputs[:, ::stride, ::stride]
@@ -127,43 +129,20 @@ def _predict(model, inputs: torch.Tensor, args: EvaluationArguments) -> torch.Te
 
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, object]:
-    """Relative L2 and MSE at every test resolution of the run's data; written beside the run's results."""
+    """Relative L2 and MSE at every test resolution of the run's data; written beside the run's results.
+
+    The steps: reload the run's model with the options of `args`, load the run's data, predict and score every test
+    split (saving its first predictions), write `evaluation[-<tag>].json`."""
     run_dir = Path(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
-    model = AutoModel.from_pretrained(run_dir).eval()
-    if args.native_resolution is not None and args.interpolate_from is not None:
-        raise ValueError("--native_resolution and --interpolate_from are two ways to evaluate: pass one")
-    for option, value in mano_overrides(args).items():
-        if not isinstance(model, ManoOperatorModel):
-            raise ValueError(f"--{option} applies to MANO operators; {run_dir} holds {type(model).__name__}")
-        setattr(model.config, option, value)
-    recorded = results["arguments"]["data"]  # the run's own data arguments (sizes, splits, resolutions)
-    data = load_darcy(
-        args.data or recorded["data"],
-        args.cache_dir or recorded["cache_dir"],
-        recorded["data_source"],
-        num_train=recorded["num_train"],
-        num_test=recorded["num_test"],
-        seed=recorded.get("dataset_seed", recorded["split_seed"]) if args.dataset_seed is None else args.dataset_seed,
-        train_resolution=recorded["train_resolution"],
-        test_resolutions=recorded["test_resolutions"],
-    )
+    model = load_for_evaluation(run_dir, args)
+    data = load_run_data(results["arguments"]["data"], args)
+    suffix = f"-{args.tag}" if args.tag else ""
     tests = {}
     for resolution in split_resolutions(data):
         inputs, targets = as_tensors(data[f"test_{resolution}"])
         predictions = _predict(model, inputs, args)
-        tests[str(resolution)] = relative_errors(predictions.numpy(), targets.numpy()) | {"num_samples": len(inputs)}
-        stride = resolution // results["train_resolution"]
-        if stride > 1 and resolution == stride * results["train_resolution"]:
-            # the error on each interleaved sub-grid at the trained spacing; "0,0" holds the grid's first row/column
-            tests[str(resolution)]["sub_grid_relative_mse"] = {
-                f"{i},{j}": relative_errors(
-                    predictions[:, i::stride, j::stride].numpy(), targets[:, i::stride, j::stride].numpy()
-                )["relative_mse"]
-                for i in range(stride)
-                for j in range(stride)
-            }
-        suffix = f"-{args.tag}" if args.tag else ""
+        tests[str(resolution)] = score_predictions(predictions, targets, results["train_resolution"])
         keep = slice(0, args.num_saved_predictions)
         with atomic_file(run_dir / f"predictions_{resolution}{suffix}.npz", overwrite=args.overwrite) as staged:
             with staged.open("wb") as handle:
@@ -185,9 +164,54 @@ def evaluate_run(run_dir: str | Path, args: EvaluationArguments) -> dict[str, ob
         "test": tests,
         "machine": machine_info(),
     }
-    name = f"evaluation{suffix}.json"
-    atomic_write_text(run_dir / name, json.dumps(evaluation, indent=2), overwrite=args.overwrite)
+    atomic_write_text(run_dir / f"evaluation{suffix}.json", json.dumps(evaluation, indent=2), overwrite=args.overwrite)
     return evaluation
+
+
+def load_for_evaluation(run_dir: Path, args: EvaluationArguments) -> PreTrainedModel:
+    """The run's model (`AutoModel`, in eval mode) with the MANO options of `args` set on its config; refuses
+    options that contradict each other or do not apply to the model."""
+    model = AutoModel.from_pretrained(run_dir).eval()
+    if args.native_resolution is not None and args.interpolate_from is not None:
+        raise ValueError("--native_resolution and --interpolate_from are two ways to evaluate: pass one")
+    for option, value in mano_overrides(args).items():
+        if not isinstance(model, ManoOperatorModel):
+            raise ValueError(f"--{option} applies to MANO operators; {run_dir} holds {type(model).__name__}")
+        setattr(model.config, option, value)
+    return model
+
+
+def load_run_data(recorded: dict[str, object], args: EvaluationArguments) -> DatasetDict:
+    """The Darcy data of a run from its recorded data arguments (`results.json`'s `arguments.data`: sizes, splits,
+    resolutions), with the data set, cache and generator seed of `args` where given."""
+    return load_darcy(
+        args.data or recorded["data"],
+        args.cache_dir or recorded["cache_dir"],
+        recorded["data_source"],
+        num_train=recorded["num_train"],
+        num_test=recorded["num_test"],
+        seed=recorded.get("dataset_seed", recorded["split_seed"]) if args.dataset_seed is None else args.dataset_seed,
+        train_resolution=recorded["train_resolution"],
+        test_resolutions=recorded["test_resolutions"],
+    )
+
+
+def score_predictions(predictions: torch.Tensor, targets: torch.Tensor, train_resolution: int) -> dict[str, object]:
+    """Relative L2 and MSE of (B, n, n, C) predictions and the sample count; on a grid that is a multiple of the
+    training one, also the relative MSE on each interleaved sub-grid at the trained spacing ("i,j": the sub-grid of
+    rows i, i + stride, ... and columns j, j + stride, ...; "0,0" holds the grid's first row and column)."""
+    scores = relative_errors(predictions.numpy(), targets.numpy()) | {"num_samples": len(predictions)}
+    resolution = predictions.shape[1]
+    stride = resolution // train_resolution
+    if stride > 1 and resolution == stride * train_resolution:
+        scores["sub_grid_relative_mse"] = {
+            f"{i},{j}": relative_errors(
+                predictions[:, i::stride, j::stride].numpy(), targets[:, i::stride, j::stride].numpy()
+            )["relative_mse"]
+            for i in range(stride)
+            for j in range(stride)
+        }
+    return scores
 
 
 __all__ = ["EvaluationArguments", "evaluate_run", "mano_overrides", "upsample_strided"]

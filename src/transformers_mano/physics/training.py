@@ -378,24 +378,15 @@ def run_darcy(
 ) -> dict[str, object]:
     """Train one operator, evaluate it at every test resolution, write the run folder; returns `results.json`.
 
-    `callbacks` are added to `Trainer`'s. Under `torchrun` (with `--use_cpu true` on a machine without GPUs) the
-    processes train one model with DistributedDataParallel and the first one writes the folder."""
+    The steps: check the arguments, prepare the data, build and describe the model, train, validate and test, write
+    the record. `callbacks` are added to `Trainer`'s. Under `torchrun` (with `--use_cpu true` on a machine without
+    GPUs) the processes train one model with DistributedDataParallel and the first one writes the folder."""
     checkpoint = check_darcy_arguments(training_args)
     machine_before = machine_info(str(training_args.device))
     with training_args.main_process_first(desc="Darcy data"):  # one process generates and caches, the others read
         splits = prepare_splits(data_args)
-    resolution = splits["train"][0]["coefficient"].shape[-1]
-    grid = {
-        "attention_resolution": model_args.attention_side(resolution),
-        "grid_layout": model_args.grid_layout or grid_layout_of(data_args.data),
-    }
-    model = build_operator(model_args, field_statistics(splits["train"]), seed=training_args.seed, grid=grid)
-    parameters, flops = count_parameters(model), flops_per_sample(model, resolution)
-    logger.info(
-        f"{type(model).__name__}: {parameters:,} parameters, {flops / 1e6:.1f} MFLOPs per {resolution}x"
-        f"{resolution} sample; train {len(splits['train'])}, validation {len(splits['validation'])}"
-    )
-
+    model = build_run_model(model_args, data_args, splits, seed=training_args.seed)
+    results = describe_run(model, model_args, data_args, splits)
     clock = WallClockCallback()
     trainer = Trainer(
         model=model,
@@ -406,32 +397,9 @@ def run_darcy(
         compute_metrics=compute_metrics,
         callbacks=[clock, *callbacks],
     )
-    start = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    wall = time.perf_counter() - start
-    trainer.save_model()
-    trainer.save_state()
-    validation = trainer.evaluate(metric_key_prefix="validation")
-    tests = test_at_every_resolution(
-        trainer, splits, Path(training_args.output_dir), training_args.num_saved_predictions
-    )
-
-    results = {
-        "model": model_args.model,
-        "model_class": type(model).__name__,
-        "data": data_args.data,
-        "train_resolution": int(resolution),
-        "num_train": len(splits["train"]),
-        "num_validation": len(splits["validation"]),
-        "parameters": parameters,
-        "flops_per_sample": flops,
-        "epochs": train_result.metrics.get("epoch", training_args.num_train_epochs),
-        "learning_rate": training_args.learning_rate,
-        "seed": training_args.seed,
-        "train_wall_s": wall,
-        "train_loop_s": clock.train_seconds,
-        "validation": {key.removeprefix("validation_"): value for key, value in validation.items()},
-        "test": tests,
+    results |= train_and_save(trainer, clock, checkpoint)
+    results |= validate_and_test(trainer, splits)
+    results |= {
         "history": trainer.state.log_history,
         "arguments": {
             "model": asdict(model_args),
@@ -446,6 +414,77 @@ def run_darcy(
             Path(training_args.output_dir) / "results.json", json.dumps(results, indent=2, default=str), overwrite=True
         )
     return results
+
+
+def train_resolution(splits: DatasetDict) -> int:
+    """The grid side of the training split's fields."""
+    return int(splits["train"][0]["coefficient"].shape[-1])
+
+
+def build_run_model(
+    model_args: DarcyModelArguments, data_args: DarcyDataArguments, splits: DatasetDict, seed: int
+) -> PreTrainedModel:
+    """The operator of a run (`build_operator`, initialised from `seed`) with the normalisation fitted on the
+    training split; MANO's attention resolution follows the training grid's side and its grid layout the data's."""
+    grid = {
+        "attention_resolution": model_args.attention_side(train_resolution(splits)),
+        "grid_layout": model_args.grid_layout or grid_layout_of(data_args.data),
+    }
+    return build_operator(model_args, field_statistics(splits["train"]), seed=seed, grid=grid)
+
+
+def describe_run(
+    model: PreTrainedModel, model_args: DarcyModelArguments, data_args: DarcyDataArguments, splits: DatasetDict
+) -> dict[str, object]:
+    """The first entries of `results.json`: the model, the data, the training grid side, the split sizes, the
+    parameter count and the forward FLOPs of one training sample (logged too)."""
+    resolution = train_resolution(splits)
+    parameters, sample_flops = count_parameters(model), flops_per_sample(model, resolution)
+    logger.info(
+        f"{type(model).__name__}: {parameters:,} parameters, {sample_flops / 1e6:.1f} MFLOPs per {resolution}x"
+        f"{resolution} sample; train {len(splits['train'])}, validation {len(splits['validation'])}"
+    )
+    return {
+        "model": model_args.model,
+        "model_class": type(model).__name__,
+        "data": data_args.data,
+        "train_resolution": resolution,
+        "num_train": len(splits["train"]),
+        "num_validation": len(splits["validation"]),
+        "parameters": parameters,
+        "flops_per_sample": sample_flops,
+    }
+
+
+def train_and_save(trainer: Trainer, clock: WallClockCallback, checkpoint: str | None) -> dict[str, object]:
+    """Train (resuming from `checkpoint` if given), save the final model and `Trainer`'s state; the training entries
+    of `results.json`: epochs, learning rate, seed, the wall time of `train` and that of its epochs alone (`clock`,
+    one of the trainer's callbacks: evaluations apart)."""
+    start = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    wall = time.perf_counter() - start
+    trainer.save_model()
+    trainer.save_state()
+    return {
+        "epochs": train_result.metrics.get("epoch", trainer.args.num_train_epochs),
+        "learning_rate": trainer.args.learning_rate,
+        "seed": trainer.args.seed,
+        "train_wall_s": wall,
+        "train_loop_s": clock.train_seconds,
+    }
+
+
+def validate_and_test(trainer: Trainer, splits: DatasetDict) -> dict[str, object]:
+    """The `validation` metrics of the trained model and its `test` metrics at every resolution (with the first
+    predictions saved in the run folder, see `test_at_every_resolution`)."""
+    validation = trainer.evaluate(metric_key_prefix="validation")
+    tests = test_at_every_resolution(
+        trainer, splits, Path(trainer.args.output_dir), trainer.args.num_saved_predictions
+    )
+    return {
+        "validation": {key.removeprefix("validation_"): value for key, value in validation.items()},
+        "test": tests,
+    }
 
 
 def check_darcy_arguments(training_args: DarcyTrainingArguments) -> str | None:
