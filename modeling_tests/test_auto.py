@@ -75,6 +75,6 @@ def test_importing_the_package_is_all_a_fresh_process_needs() -> None:
     )
     environment = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=600, check=True
     )
     assert result.stdout.split() == ["FnoOperatorConfig", "VitOperatorConfig"]

@@ -39,7 +39,9 @@ def count_flops(model: nn.Module, example_inputs: torch.Tensor | tuple[torch.Ten
     (batch of 1) for FLOPs per sample, in the layout the model takes (e.g. (1, C, H, W) for an image classifier,
     (1, H, W, C) for the operators' fields). The call runs without gradients, in eval mode (the model's mode is
     restored afterwards, module by module) and with the MANO operator on its tensor path (see
-    `attention_on_tensor_path`).
+    `attention_on_tensor_path`). A model that computes a table once and keeps it (the position bias of MANO's
+    SwinV2 family on its SDPA path, kept when computed without gradients) has it counted on its first call only:
+    count a fresh model to compare it with one that computes the table on every call, as SwinV2 does.
     """
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     modes = [(module, module.training) for module in model.modules()]
